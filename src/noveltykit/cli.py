@@ -1,0 +1,89 @@
+"""Command line: parse, call the API, print. No logic of its own."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def cmd_data(args) -> int:
+    from .data import dataset_info, fetch_dataset
+    fn = fetch_dataset if args.action == "fetch" else dataset_info
+    print(json.dumps(fn(args.dataset, args.data_dir), indent=2, default=str))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .eval.bench import BenchConfig, run_benchmark
+    classes = "all" if args.classes == "all" else _csv(args.classes)
+    cfg = BenchConfig(dataset=args.dataset, methods=args.method, protocol=args.protocol,
+                      classes=classes, seeds=args.seeds, val_fraction=args.val_fraction,
+                      out=args.out, data_dir=args.data_dir, plots=not args.no_plots,
+                      command=shlex.join(["noveltykit", *sys.argv[1:]]))
+    run_benchmark(cfg, progress=not args.quiet)
+    print(f"report: {args.out}/report.md  table: {args.out}/table.md  results: {args.out}/results.json")
+    return 0
+
+
+def cmd_detectors(args) -> int:
+    from .detectors import available, make
+    for name in available():
+        print(f"{name}: {make(name).get_params()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="noveltykit", description="One-class novelty detection on images")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="fetch datasets into the cache, or show what is cached")
+    data.add_argument("action", choices=["fetch", "info"])
+    data.add_argument("--dataset", required=True,
+                      help="mnist | fashion-mnist | cifar10 | cifar10-jpeg | folder:PATH")
+    data.add_argument("--data-dir", help="a folder holding the dataset's files (else NOVELTYKIT_DATA)")
+    data.set_defaults(func=cmd_data)
+
+    bench = sub.add_parser("bench", help="run a one-class benchmark and write results, tables and plots")
+    bench.add_argument("--dataset", required=True)
+    bench.add_argument("--method", action="extend", nargs="+", required=True,
+                       help="detector name, optionally with parameters: knn:k=10,aggregate=sum")
+    bench.add_argument("--protocol", default="one-vs-rest", choices=["one-vs-rest", "leave-one-out"])
+    bench.add_argument("--classes", default="all", help="'all' or comma-separated indices/names")
+    bench.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated, e.g. 0,1,2")
+    bench.add_argument("--val-fraction", type=float, default=0.1,
+                       help="normal-only validation split carved from training images")
+    bench.add_argument("--out", required=True, help="output folder; rerunning resumes")
+    bench.add_argument("--data-dir")
+    bench.add_argument("--no-plots", action="store_true")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(func=cmd_bench)
+
+    det = sub.add_parser("detectors", help="list detectors and their default parameters")
+    det.set_defaults(func=cmd_detectors)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        # Input mistakes get one clear line, not a traceback.
+        print(f"noveltykit: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The in-memory image container every dataset loader returns, and input checks for detectors.
+
+Images stay uint8 (N, C, H, W) in memory; `to_float` scales a batch to [-1, 1] only when needed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class ImageDataset:
+    """A labelled dataset with its standard train/test partition.
+
+    `name` is the name results are reported under (e.g. ``cifar10-jpeg`` when the JPEG copy was
+    used); `source` says where the bytes came from (a path, the cache, a package mirror).
+    """
+
+    name: str
+    train_x: np.ndarray  # uint8 (N, C, 32, 32)
+    train_y: np.ndarray  # int64 (N,)
+    test_x: np.ndarray
+    test_y: np.ndarray
+    class_names: list[str]
+    source: str = ""
+    info: dict = field(default_factory=dict)
+
+    @property
+    def channels(self) -> int:
+        return int(self.train_x.shape[1])
+
+    def class_index(self, cls: int | str) -> int:
+        """Accept a class as an index or a name."""
+        if isinstance(cls, str) and not cls.lstrip("-").isdigit():
+            if cls not in self.class_names:
+                raise ValueError(f"unknown class {cls!r} for {self.name}; classes: {self.class_names}")
+            return self.class_names.index(cls)
+        idx = int(cls)
+        if not 0 <= idx < len(self.class_names):
+            raise ValueError(f"class {idx} out of range for {self.name} ({len(self.class_names)} classes)")
+        return idx
+
+
+def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1] (the paper's scaling); float input is returned as float32."""
+    t = torch.as_tensor(images)
+    if t.dtype == torch.uint8:
+        return t.to(torch.float32).div_(127.5).sub_(1.0)
+    return t.to(torch.float32)

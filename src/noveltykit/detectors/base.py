@@ -1,0 +1,170 @@
+"""The contract every detector honours (PyOD / scikit-learn style).
+
+    fit(X, X_val=None)      learn what is normal from normal images only
+    decision_function(X)    novelty scores, higher = more novel
+    predict(X)              0 normal / 1 novel, by `threshold_`
+    get_params()            the constructor arguments
+    save(dir) / load(dir)   safetensors + JSON, no pickle
+
+`threshold_` is the `threshold_quantile` quantile of scores on a normal-only validation set:
+`X_val` when given, else a seeded `validation_fraction` of X held out from fitting. Test labels
+never reach a detector.
+
+Subclasses implement `_fit(x, x_val)`, `_score(x)` (float tensors in [-1, 1]) and, for saving,
+`_state()` / `_load_state(tensors)`; everything about input checking lives here, once.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import __version__
+from ..data.images import ImageDataset, to_float
+
+FLOAT_RANGE_SLACK = 1e-3  # float images may exceed [-1, 1] by rounding error only
+
+
+def as_image_tensor(X: Any, *, what: str = "X", expect: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Check a batch of images and return it as float32 in [-1, 1], shape (N, C, H, W).
+
+    Accepts numpy arrays or torch tensors, uint8 in [0, 255] or float already scaled to [-1, 1].
+    `expect` = (C, H, W) of the fitted model. Every problem is a ValueError that names it.
+    """
+    if isinstance(X, ImageDataset):
+        raise ValueError(f"{what}: pass an array of images, e.g. dataset.train_x, not the whole dataset")
+    if isinstance(X, torch.Tensor):
+        dtype_name = str(X.dtype).replace("torch.", "")
+        arr = X.detach().cpu()
+    else:
+        try:
+            arr = np.asarray(X)
+        except Exception as exc:  # ragged lists and the like
+            raise ValueError(f"{what}: cannot read as an image array ({exc})") from None
+        dtype_name = str(arr.dtype)
+    if arr.ndim != 4:
+        hint = " (add a channel axis: X[:, None])" if arr.ndim == 3 else ""
+        raise ValueError(f"{what}: expected images of shape (N, C, H, W), got rank {arr.ndim} "
+                         f"shape {tuple(arr.shape)}{hint}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{what}: empty array, no images")
+    if dtype_name != "uint8" and not dtype_name.startswith(("float", "bfloat")):
+        raise ValueError(f"{what}: dtype {dtype_name} not supported; use uint8 in [0, 255] "
+                         "or float scaled to [-1, 1]")
+    if isinstance(arr, np.ndarray) and not arr.flags.writeable:
+        arr = arr.copy()  # torch warns on read-only buffers
+    x = to_float(arr)
+    if expect is not None and tuple(x.shape[1:]) != tuple(expect):
+        c, h, w = expect
+        if x.shape[1] != c:
+            raise ValueError(f"{what}: images have {x.shape[1]} channels but the model was fitted "
+                             f"on {c}-channel images")
+        raise ValueError(f"{what}: images are {x.shape[2]}x{x.shape[3]} but the model was fitted "
+                         f"on {h}x{w} images")
+    if dtype_name != "uint8":
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{what}: contains NaN or inf")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -1 - FLOAT_RANGE_SLACK or hi > 1 + FLOAT_RANGE_SLACK:
+            raise ValueError(f"{what}: float images must be scaled to [-1, 1], found values in "
+                             f"[{lo:.3g}, {hi:.3g}]; pass uint8 for raw pixels")
+    return x
+
+
+class NotFittedError(RuntimeError):
+    pass
+
+
+class Detector:
+    """Base class; see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
+                 random_state: int = 0):
+        if not 0.0 < threshold_quantile <= 1.0:
+            raise ValueError(f"threshold_quantile must be in (0, 1], got {threshold_quantile}")
+        if not 0.0 < validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+        self.threshold_quantile = threshold_quantile
+        self.validation_fraction = validation_fraction
+        self.random_state = random_state
+
+    # --- what subclasses write -------------------------------------------------------------
+    def _fit(self, x: torch.Tensor, x_val: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def _score(self, x: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+    # --- the contract --------------------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        """Constructor arguments of this class and its bases (subclasses pass `**base` up)."""
+        names: list[str] = []
+        for klass in reversed(cls.__mro__):
+            if issubclass(klass, Detector) and "__init__" in vars(klass):
+                for p in inspect.signature(klass.__init__).parameters.values():
+                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                        if p.name not in names:
+                            names.append(p.name)
+        return names
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def fit(self, X, X_val=None) -> "Detector":
+        x = as_image_tensor(X, what="X")
+        if X_val is None:
+            if len(x) < 2:
+                raise ValueError("X: need at least 2 images to hold some out for the threshold")
+            gen = torch.Generator().manual_seed(self.random_state)
+            perm = torch.randperm(len(x), generator=gen)
+            n_val = min(max(1, round(self.validation_fraction * len(x))), len(x) - 1)
+            x, x_val = x[perm[n_val:]], x[perm[:n_val]]
+        else:
+            x_val = as_image_tensor(X_val, what="X_val", expect=tuple(x.shape[1:]))
+        self.input_shape_ = tuple(int(s) for s in x.shape[1:])
+        self._fit(x, x_val)
+        val_scores = self._score(x_val)
+        self.threshold_ = float(np.quantile(val_scores, self.threshold_quantile))
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(X) first")
+
+    def decision_function(self, X) -> np.ndarray:
+        self._check_fitted()
+        scores = np.asarray(self._score(as_image_tensor(X, expect=self.input_shape_)), np.float64)
+        return scores
+
+    def predict(self, X) -> np.ndarray:
+        return (self.decision_function(X) > self.threshold_).astype(np.int64)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write `config.json` (name, params, threshold) and `weights.safetensors`."""
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
+        save_file(tensors, str(directory / "weights.safetensors"))
+        config = {"detector": self.name, "params": self.get_params(), "threshold_": self.threshold_,
+                  "input_shape_": list(self.input_shape_), "noveltykit_version": __version__}
+        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        return directory
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"

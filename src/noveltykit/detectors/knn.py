@@ -1,0 +1,55 @@
+"""k-nearest-neighbour distance (tech report §2.1): remember every normal image; an image is as
+novel as it is far from its k nearest normal neighbours. Exact and memory bounded."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import Detector
+from .distances import DEFAULT_BLOCK_ELEMS, flatten, sq_dist_blocks
+from .registry import register
+
+AGGREGATES = ("mean", "sum", "max")
+
+
+def knn_distances(queries: torch.Tensor, refs: torch.Tensor, k: int,
+                  max_block_elems: int = DEFAULT_BLOCK_ELEMS) -> torch.Tensor:
+    """(N_q, k) Euclidean distances to the k nearest references, ascending."""
+    out = torch.empty(len(queries), k)
+    for qs, blocks in sq_dist_blocks(queries, refs, max_block_elems):
+        best = None
+        for _, d2 in blocks:  # running top-k over reference blocks
+            cand = d2 if best is None else torch.cat([best, d2], dim=1)
+            best = cand.topk(min(k, cand.shape[1]), dim=1, largest=False).values
+        out[qs] = best.sqrt()
+    return out
+
+
+@register
+class KNNDetector(Detector):
+    name = "knn"
+
+    def __init__(self, k: int = 5, aggregate: str = "mean", max_block_elems: int = DEFAULT_BLOCK_ELEMS,
+                 **base):
+        super().__init__(**base)
+        if int(k) < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+        self.k, self.aggregate, self.max_block_elems = int(k), aggregate, int(max_block_elems)
+
+    def _fit(self, x, x_val):
+        if len(x) < self.k:
+            raise ValueError(f"knn: k={self.k} but only {len(x)} training images")
+        self.memory_ = flatten(x)
+
+    def _score(self, x) -> np.ndarray:
+        d = knn_distances(flatten(x), self.memory_, self.k, self.max_block_elems)
+        reduce = {"mean": lambda t: t.mean(1), "sum": lambda t: t.sum(1), "max": lambda t: t[:, -1]}
+        return reduce[self.aggregate](d).numpy()
+
+    def _state(self):
+        return {"memory": self.memory_}
+
+    def _load_state(self, tensors):
+        self.memory_ = tensors["memory"]

@@ -1,0 +1,49 @@
+"""PCA reconstruction error: normal images live near a low-dimensional linear subspace."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import Detector
+from .distances import flatten
+from .registry import register
+
+
+@register
+class PCADetector(Detector):
+    name = "pca"
+
+    def __init__(self, n_components: int | float = 0.9, **base):
+        """`n_components`: an int count, or a float in (0, 1) = fraction of variance to keep."""
+        super().__init__(**base)
+        if isinstance(n_components, float) and not 0 < n_components < 1:
+            raise ValueError(f"a float n_components is a variance fraction in (0, 1), got {n_components}")
+        if isinstance(n_components, int) and n_components < 1:
+            raise ValueError(f"n_components must be >= 1, got {n_components}")
+        self.n_components = n_components
+
+    def _fit(self, x, x_val):
+        flat = flatten(x).double()
+        self.mean_ = flat.mean(0)
+        centred = flat - self.mean_
+        # Eigen-decomposition of the D x D covariance: cheap for any N at image sizes of 32x32.
+        evals, evecs = torch.linalg.eigh(centred.T @ centred / max(1, len(flat) - 1))
+        evals, evecs = evals.flip(0).clamp(min=0), evecs.flip(1)
+        if isinstance(self.n_components, float):
+            ratio = evals.cumsum(0) / evals.sum()
+            n = int(torch.searchsorted(ratio, torch.tensor(self.n_components, dtype=ratio.dtype))) + 1
+        else:
+            n = self.n_components
+        n = min(n, len(flat) - 1, flat.shape[1]) if len(flat) > 1 else 1
+        self.components_ = evecs[:, :n].T.contiguous()  # (n, D)
+
+    def _score(self, x) -> np.ndarray:
+        centred = flatten(x).double() - self.mean_
+        recon = centred @ self.components_.T @ self.components_
+        return (centred - recon).pow(2).sum(1).numpy()
+
+    def _state(self):
+        return {"mean": self.mean_, "components": self.components_}
+
+    def _load_state(self, tensors):
+        self.mean_, self.components_ = tensors["mean"], tensors["components"]

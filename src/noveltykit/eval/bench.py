@@ -1,0 +1,159 @@
+"""The benchmark runner: every (class, seed, method) cell of one dataset and protocol.
+
+Each finished cell is appended to `results.json` at once (atomically), so a killed run loses at
+most the cell in progress and a rerun with the same `--out` skips what is done.
+"""
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data import load_dataset
+from ..data.images import ImageDataset
+from ..data.protocols import PROTOCOLS, make_split
+from ..detectors import make
+from ..fileio import atomic_write_bytes, atomic_write_json
+from .methods import MethodSpec
+from .metrics import all_metrics
+from .plots import plot_cell
+from .provenance import git_commit, machine, package_versions
+from .report import write_report
+
+# Fields that define the experiment: results under one --out must agree on them.
+EXPERIMENT_FIELDS = ("dataset", "protocol", "val_fraction")
+
+
+@dataclass
+class BenchConfig:
+    dataset: str
+    methods: list[str]
+    protocol: str = "one-vs-rest"
+    classes: list[int | str] | str = "all"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    val_fraction: float = 0.1
+    out: str = "runs/bench"
+    data_dir: str | None = None
+    plots: bool = True
+    command: str = ""
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; choose one of {PROTOCOLS}")
+        if not self.methods:
+            raise ValueError("give at least one method")
+        for spec in self.methods:
+            MethodSpec.parse(spec)  # fail before any work on a malformed spec
+        if not self.seeds:
+            raise ValueError("give at least one seed")
+
+
+def cell_key(record: dict) -> tuple:
+    return (record["dataset"], record["protocol"], record["class"], record["seed"], record["method"])
+
+
+def load_results(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    try:
+        return json.loads(path.read_text())["results"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise ValueError(f"{path} is not a noveltykit results file ({exc}); move it or pick another --out")
+
+
+def _check_same_experiment(out: Path, experiment: dict) -> None:
+    path = out / "experiment.json"
+    if path.exists():
+        before = json.loads(path.read_text())
+        diff = {k: (before.get(k), v) for k, v in experiment.items() if before.get(k) != v}
+        if diff:
+            raise ValueError(f"{out} holds results of another experiment ({diff}, was -> now); "
+                             "pick another --out")
+    else:
+        atomic_write_json(path, experiment)
+
+
+def resolve_classes(ds: ImageDataset, classes) -> list[int]:
+    if classes == "all" or classes == ["all"]:
+        return list(range(len(ds.class_names)))
+    return [ds.class_index(c) for c in classes]
+
+
+def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodSpec,
+             val_fraction: float) -> tuple[dict, np.ndarray, np.ndarray, float]:
+    """Fit on normal training images, threshold on normal validation images, score the test split."""
+    split = make_split(ds, protocol, cls, seed, val_fraction)
+    train_x, val_x, test_x, is_novel = split.arrays(ds)
+    detector = make(spec.detector, **{"random_state": seed, **dict(spec.params)})
+    t0 = time.perf_counter()
+    detector.fit(train_x, val_x)
+    fit_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = detector.decision_function(test_x)
+    score_seconds = time.perf_counter() - t0
+    flagged = scores > detector.threshold_
+    record = {
+        "dataset": ds.name, "protocol": protocol, "class": cls, "class_name": ds.class_names[cls],
+        "seed": seed, "method": spec.label, "detector": spec.detector, "params": detector.get_params(),
+        **all_metrics(is_novel, scores),
+        "threshold": detector.threshold_,
+        # How the validation-chosen threshold fares on test: reported, never tuned on.
+        "test_fpr_at_threshold": float(flagged[~is_novel].mean()),
+        "test_tpr_at_threshold": float(flagged[is_novel].mean()),
+        "fit_seconds": fit_seconds, "score_seconds": score_seconds,
+        "n_train": len(train_x), "n_val": len(val_x), "n_test": len(test_x),
+        "n_test_novel": int(is_novel.sum()), "val_fraction": val_fraction,
+    }
+    return record, is_novel, scores, detector.threshold_
+
+
+def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, progress: bool = True
+                  ) -> list[dict]:
+    ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_same_experiment(out, {"dataset": ds.name, "protocol": cfg.protocol,
+                                 "val_fraction": cfg.val_fraction})
+    results_path = out / "results.json"
+    results = load_results(results_path)
+    done = {cell_key(r) for r in results}
+    specs = [MethodSpec.parse(m) for m in cfg.methods]
+    cells = [(c, s, m) for c in resolve_classes(ds, cfg.classes) for s in cfg.seeds for m in specs]
+    todo = [(c, s, m) for c, s, m in cells
+            if (ds.name, cfg.protocol, c, s, m.label) not in done]
+    provenance = {"versions": package_versions(), "git_commit": git_commit(), "machine": machine(),
+                  "data_source": ds.source}
+    if len(todo) < len(cells):
+        print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already in {results_path}",
+              file=sys.stderr)
+    bar = tqdm(todo, desc=f"{ds.name} {cfg.protocol}", unit="cell", disable=not progress)
+    for cls, seed, spec in bar:
+        bar.set_postfix_str(f"class {ds.class_names[cls]} seed {seed} {spec.label}")
+        record, is_novel, scores, threshold = run_cell(ds, cfg.protocol, cls, seed, spec, cfg.val_fraction)
+        record.update(provenance, command=cfg.command,
+                      finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        stem = f"{spec.label.replace(':', '_').replace(',', '_').replace('=', '')}/class{cls}_seed{seed}"
+        np_bytes = _npz_bytes(scores=scores, is_novel=is_novel)
+        atomic_write_bytes(out / "scores" / f"{stem}.npz", np_bytes)
+        if cfg.plots:
+            title = (f"{ds.name} {cfg.protocol} class {cls} ({ds.class_names[cls]}) seed {seed} "
+                     f"- {spec.label}")
+            plot = plot_cell(out / "plots" / f"{stem}.png", is_novel, scores, title, record["auroc"], threshold)
+            record["plot"] = str(plot.relative_to(out))
+        results.append(record)
+        atomic_write_json(results_path, {"results": results})
+    write_report(out, results)
+    return results
+
+
+def _npz_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()

@@ -1,0 +1,108 @@
+"""results.json -> table.md (the paper's Table IV layout) and report.md (tables, plots, provenance)."""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import atomic_write_bytes
+from .paper_values import paper_columns
+
+METRICS = {"auroc": "AUROC", "aupr": "AUPR (novel positive)", "fpr95": "FPR at 95% TPR (lower is better)"}
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def metric_table(results: list[dict], metric: str = "auroc", with_paper: bool = True) -> str:
+    """Classes as rows, methods as columns, MEAN last. A cell is mean ± std over seeds; the MEAN
+    row's ± is the std over seeds of the per-seed mean over classes."""
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    classes = sorted({(r["class"], r["class_name"]) for r in results})
+    by_cell: dict[tuple, dict[int, float]] = defaultdict(dict)
+    for r in results:
+        by_cell[(r["class"], r["method"])][r["seed"]] = r[metric]
+    paper = paper_columns(results[0]["dataset"], results[0]["protocol"]) if with_paper and metric == "auroc" else {}
+    header = ["class"] + methods + [f"paper {k}" for k in paper]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for cls, name in classes:
+        row = [f"{cls} {name}" if name != str(cls) else str(cls)]
+        row += [_fmt(list(by_cell[(cls, m)].values())) for m in methods]
+        row += [f"{paper[k][cls]:.3f}" for k in paper]
+        lines.append("| " + " | ".join(row) + " |")
+    mean_row = ["**MEAN**"]
+    for m in methods:
+        seeds = sorted({s for c, _ in classes for s in by_cell[(c, m)]})
+        # A seed's mean counts only when that seed covers every class shown.
+        per_seed = [np.mean([by_cell[(c, m)][s] for c, _ in classes]) for s in seeds
+                    if all(s in by_cell[(c, m)] for c, _ in classes)]
+        mean_row.append(f"**{_fmt(per_seed)}**" if per_seed else "-")
+    idx = [c for c, _ in classes]
+    mean_row += [f"{np.mean([paper[k][c] for c in idx]):.4f}" for k in paper]
+    lines.append("| " + " | ".join(mean_row) + " |")
+    return "\n".join(lines)
+
+
+def timing_table(results: list[dict]) -> str:
+    lines = ["| method | fit s (mean) | score s (mean) | test images | cells |", "|---|---|---|---|---|"]
+    for m in dict.fromkeys(r["method"] for r in results):
+        rs = [r for r in results if r["method"] == m]
+        lines.append(f"| {m} | {np.mean([r['fit_seconds'] for r in rs]):.2f} | "
+                     f"{np.mean([r['score_seconds'] for r in rs]):.2f} | {rs[0]['n_test']} | {len(rs)} |")
+    return "\n".join(lines)
+
+
+def threshold_table(results: list[dict]) -> str:
+    """How the validation-quantile threshold behaves on test (nothing was tuned on these)."""
+    lines = ["| method | threshold quantile | test FPR at threshold | test TPR at threshold |",
+             "|---|---|---|---|"]
+    for m in dict.fromkeys(r["method"] for r in results):
+        rs = [r for r in results if r["method"] == m]
+        q = rs[0]["params"].get("threshold_quantile", "-")
+        lines.append(f"| {m} | {q} | {np.mean([r['test_fpr_at_threshold'] for r in rs]):.3f} | "
+                     f"{np.mean([r['test_tpr_at_threshold'] for r in rs]):.3f} |")
+    return "\n".join(lines)
+
+
+def _describe(results: list[dict]) -> str:
+    r0 = results[0]
+    seeds = sorted({r["seed"] for r in results})
+    commits = sorted({r.get("git_commit", "unknown") for r in results})
+    return (f"Dataset **{r0['dataset']}**, protocol **{r0['protocol']}**, seeds {seeds}, "
+            f"normal-only validation fraction {r0['val_fraction']} (thresholds come from it; test "
+            f"labels are used for these metrics only). Data source: {r0.get('data_source', '?')}. "
+            f"Commit(s): {', '.join(commits)}. torch {r0.get('versions', {}).get('torch', '?')}.")
+
+
+def write_report(out: str | Path, results: list[dict]) -> Path:
+    out = Path(out)
+    if not results:
+        return out
+    table = metric_table(results, "auroc")
+    paper_note = ""
+    if paper_columns(results[0]["dataset"], results[0]["protocol"]):
+        paper_note = ("\n\n`paper …` columns: P-KDGAN Table IV as published (original images, "
+                      "their own runs), not rerun here.")
+    commands = sorted({r.get("command", "") for r in results} - {""})
+    command_text = "\n".join(f"    {c}" for c in commands) or "    (Python API)"
+    atomic_write_bytes(out / "table.md", (f"# One-class AUROC\n\n{_describe(results)}\n\n{table}"
+                                          f"{paper_note}\n").encode())
+    parts = [f"# Benchmark report\n\n{_describe(results)}\n\nMade by:\n\n{command_text}\n",
+             f"## AUROC\n\n{table}{paper_note}\n"]
+    for metric in ("aupr", "fpr95"):
+        parts.append(f"## {METRICS[metric]}\n\n{metric_table(results, metric, with_paper=False)}\n")
+    parts.append(f"## Thresholds from the validation split, seen on test\n\n{threshold_table(results)}\n")
+    parts.append(f"## Time\n\n{timing_table(results)}\n")
+    plots = [r for r in results if r.get("plot")]
+    if plots:
+        parts.append("## Plots (ROC and score histogram per cell)\n\n" + "\n".join(
+            f"- [{r['method']} class {r['class']} seed {r['seed']}]({r['plot']})" for r in plots) + "\n")
+    path = out / "report.md"
+    atomic_write_bytes(path, "\n".join(parts).encode())
+    return path

@@ -1,0 +1,38 @@
+"""Shared fixtures: small synthetic datasets in which novelty is learnable, so tests can fail."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from noveltykit.data.images import ImageDataset
+
+
+def make_blobs_dataset(n_train: int = 60, n_test: int = 30, n_classes: int = 3, channels: int = 1,
+                       size: int = 8, seed: int = 0) -> ImageDataset:
+    """Each class is noise around its own random template: classes are well separated.
+
+    Pixel (0, 0, 0) encodes nothing; every image is unique because the noise is continuous.
+    """
+    rng = np.random.default_rng(seed)
+    templates = rng.uniform(40, 215, size=(n_classes, channels, size, size))
+
+    def draw(n):
+        y = np.repeat(np.arange(n_classes), n)
+        x = templates[y] + rng.normal(0, 12, size=(len(y), channels, size, size))
+        return np.clip(np.rint(x), 0, 255).astype(np.uint8), y.astype(np.int64)
+
+    train_x, train_y = draw(n_train)
+    test_x, test_y = draw(n_test)
+    return ImageDataset(name="blobs", train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+                        class_names=[f"c{i}" for i in range(n_classes)], source="synthetic")
+
+
+@pytest.fixture
+def blobs() -> ImageDataset:
+    return make_blobs_dataset()
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path_factory):
+    """Tests never touch the network; the real cache is only read by `realdata` tests."""
+    monkeypatch.setenv("NOVELTYKIT_OFFLINE", "1")

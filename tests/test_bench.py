@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pytest
+
+from noveltykit.eval import bench
+from noveltykit.eval.bench import BenchConfig, run_benchmark
+
+from conftest import make_blobs_dataset
+
+METHODS = ["knn:k=3", "pca:n_components=4"]
+
+
+def _cfg(out, **kw):
+    return BenchConfig(**{"dataset": "blobs", "methods": METHODS, "classes": "all", "seeds": [0, 1],
+                          "out": str(out), **kw})
+
+
+def test_bench_writes_results_table_and_plots(tmp_path):
+    ds = make_blobs_dataset()
+    results = run_benchmark(_cfg(tmp_path), dataset=ds, progress=False)
+    assert len(results) == 3 * 2 * 2
+    saved = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert saved == json.loads(json.dumps(results))
+    r = saved[0]
+    for key in ("dataset", "protocol", "class", "seed", "method", "params", "auroc", "aupr", "fpr95",
+                "fit_seconds", "score_seconds", "versions", "git_commit"):
+        assert key in r
+    assert r["params"]["k"] == 3 and r["versions"]["torch"]
+    assert all(x["auroc"] > 0.9 for x in saved)
+    table = (tmp_path / "table.md").read_text()
+    assert "**MEAN**" in table and "knn:k=3" in table and "±" in table  # two seeds: mean ± std
+    assert (tmp_path / "report.md").exists()
+    for x in saved:
+        assert (tmp_path / x["plot"]).stat().st_size > 1000
+    scores = np.load(tmp_path / "scores" / "knn_k3" / "class0_seed0.npz", allow_pickle=False)
+    assert scores["scores"].shape == (90,)
+
+
+def test_killed_benchmark_resumes_without_redoing_cells(tmp_path, monkeypatch):
+    ds = make_blobs_dataset()
+    real_run_cell, calls = bench.run_cell, []
+
+    def dying_run_cell(*args, **kwargs):
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # the user's Ctrl-C, or a kill, in the middle of cell 6
+        calls.append(args[2:5])
+        return real_run_cell(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "run_cell", dying_run_cell)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(_cfg(tmp_path, plots=False), dataset=ds, progress=False)
+    assert len(json.loads((tmp_path / "results.json").read_text())["results"]) == 5
+
+    calls.clear()
+    monkeypatch.setattr(bench, "run_cell", lambda *a, **k: (calls.append(a[2:5]), real_run_cell(*a, **k))[1])
+    results = run_benchmark(_cfg(tmp_path, plots=False), dataset=ds, progress=False)
+    assert len(calls) == 12 - 5 and len(results) == 12
+    assert len({bench.cell_key(r) for r in results}) == 12
+
+    fresh = run_benchmark(_cfg(tmp_path / "fresh", plots=False), dataset=ds, progress=False)
+    by_key = {bench.cell_key(r): r["auroc"] for r in fresh}
+    assert {bench.cell_key(r): r["auroc"] for r in results} == by_key
+
+
+def test_other_experiment_in_same_out_is_refused(tmp_path):
+    ds = make_blobs_dataset()
+    run_benchmark(_cfg(tmp_path, classes=[0], seeds=[0], plots=False), dataset=ds, progress=False)
+    with pytest.raises(ValueError, match="another experiment"):
+        run_benchmark(_cfg(tmp_path, classes=[0], seeds=[0], protocol="leave-one-out", plots=False),
+                      dataset=ds, progress=False)
+
+
+def test_bad_method_spec_fails_before_work(tmp_path):
+    with pytest.raises(ValueError, match="key=value"):
+        _cfg(tmp_path, methods=["knn:k"])

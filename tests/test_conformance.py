@@ -1,0 +1,111 @@
+"""Every registered detector honours the same contract (fit, score, predict, params, save/load,
+bad input). A new detector is covered by being registered."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from noveltykit import detectors
+from noveltykit.detectors import NotFittedError
+from noveltykit.eval.metrics import auroc
+
+from conftest import make_blobs_dataset
+
+# Small, fast settings per detector; the contract must hold for any parameters.
+FAST_PARAMS = {"ocsvm": {"max_train": 200}}
+
+
+@pytest.fixture(scope="module")
+def data():
+    ds = make_blobs_dataset(n_train=60, n_test=30, channels=3)
+    normal = ds.train_x[ds.train_y == 0]
+    return normal[:50], normal[50:], ds.test_x, ds.test_y != 0
+
+
+@pytest.fixture(params=detectors.available())
+def name(request):
+    return request.param
+
+
+def _make(name, **kw):
+    return detectors.make(name, **{**FAST_PARAMS.get(name, {}), **kw})
+
+
+def test_fit_score_predict(name, data):
+    train, val, test, novel = data
+    det = _make(name).fit(train, val)
+    scores = det.decision_function(test)
+    assert scores.shape == (len(test),) and scores.dtype == np.float64 and np.isfinite(scores).all()
+    assert auroc(novel, scores) > 0.9, "higher must mean more novel on an easy task"
+    # threshold_ is the chosen quantile of the validation scores, and predict applies it
+    assert det.threshold_ == pytest.approx(np.quantile(det.decision_function(val), det.threshold_quantile))
+    np.testing.assert_array_equal(det.predict(test), (scores > det.threshold_).astype(int))
+    assert set(np.unique(det.predict(test))) <= {0, 1}
+
+
+def test_scores_independent_of_batching_and_input_type(name, data):
+    train, val, test, _ = data
+    det = _make(name).fit(train, val)
+    whole = det.decision_function(test)
+    parts = np.concatenate([det.decision_function(test[i:i + 7]) for i in range(0, len(test), 7)])
+    np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-6)
+    as_float = torch.from_numpy(test).float() / 127.5 - 1  # float input in [-1, 1], as a tensor
+    np.testing.assert_allclose(det.decision_function(as_float), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_without_validation_holds_out_a_fraction(name, data):
+    train, _, test, novel = data
+    det = _make(name, validation_fraction=0.2).fit(train)
+    assert np.isfinite(det.threshold_) and auroc(novel, det.decision_function(test)) > 0.9
+
+
+def test_get_params_roundtrip(name):
+    det = _make(name)
+    params = det.get_params()
+    assert {"threshold_quantile", "validation_fraction", "random_state"} <= set(params)
+    json.dumps(params)  # must be JSON-able: it is saved next to every result
+    assert detectors.make(name, **params).get_params() == params
+
+
+def test_save_load_roundtrip(name, data, tmp_path):
+    train, val, test, _ = data
+    det = _make(name).fit(train, val)
+    det.save(tmp_path / "model")
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "weights.safetensors"]
+    loaded = detectors.load(tmp_path / "model")
+    assert type(loaded) is type(det) and loaded.get_params() == det.get_params()
+    assert loaded.threshold_ == det.threshold_
+    np.testing.assert_allclose(loaded.decision_function(test), det.decision_function(test), rtol=1e-6)
+
+
+def _bad_inputs(test):
+    return {
+        "rank": (test[:, 0], "rank 3"),
+        "channels": (test[:, :1], "channels"),
+        "size": (test[:, :, :4, :4], "4x4"),
+        "empty": (test[:0], "empty"),
+        "dtype": (test.astype(np.int64), "dtype int64"),
+        "nan": (np.full(test.shape, np.nan, np.float32), "NaN"),
+        "range": (test.astype(np.float32), r"\[-1, 1\]"),
+    }
+
+
+@pytest.mark.parametrize("case", ["rank", "channels", "size", "empty", "dtype", "nan", "range"])
+def test_bad_input_messages(name, data, case):
+    train, val, test, _ = data
+    det = _make(name).fit(train, val)
+    bad, match = _bad_inputs(test)[case]
+    with pytest.raises(ValueError, match=match):
+        det.decision_function(bad)
+
+
+def test_unfitted_and_bad_params(name, data):
+    with pytest.raises(NotFittedError):
+        _make(name).decision_function(data[2])
+    with pytest.raises(ValueError, match="threshold_quantile"):
+        _make(name, threshold_quantile=1.5)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        detectors.make(name, not_a_parameter=1)
+    with pytest.raises(ValueError, match="empty"):
+        _make(name).fit(data[0][:0])
