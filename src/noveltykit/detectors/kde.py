@@ -26,7 +26,8 @@ def gaussian_kde_logpdf(queries: torch.Tensor, refs: torch.Tensor, bandwidths: t
     for qs, blocks in sq_dist_blocks(queries, refs, max_block_elems):
         acc = None  # running logsumexp over reference blocks, per bandwidth
         for _, d2 in blocks:
-            lse = torch.logsumexp(-d2[:, :, None] * inv_2h2, dim=1)
+            # one bandwidth at a time: a (queries, refs, bandwidths) tensor would break the budget
+            lse = torch.stack([torch.logsumexp(-d2 * c, dim=1) for c in inv_2h2], dim=1)
             acc = lse if acc is None else torch.logaddexp(acc, lse)
         out[qs] = acc
     norm = math.log(n_r) + 0.5 * dim * torch.log(2 * math.pi * bandwidths.double() ** 2)
