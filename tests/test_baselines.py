@@ -1,5 +1,4 @@
 """Each classical baseline against an independent reference computation."""
-import math
 
 import numpy as np
 import pytest

@@ -1,0 +1,148 @@
+"""The user's own images as a one-class dataset (`folder:PATH`).
+
+Layout: PATH/train/** are normal training images (subfolders allowed), PATH/test/normal/** and
+PATH/test/novel/** the test images (labels 0 and 1). Files and folders whose names start with a
+dot are ignored; any other file must be a readable image or loading stops with its name.
+
+Conversions (decided here, once, for every image):
+- grey (L, 1-bit) -> 1 channel; colour -> 3 channels. If any image is colour the whole dataset is
+  RGB and grey images are repeated to 3 channels.
+- 16-bit grey (I;16*, and I with values in 0..65535) -> 8 bits by the full 16-bit range
+  (v * 255 / 65535): never clipped, and the same value maps to the same grey in every image
+  (no per-image stretching, which would hide brightness differences a detector may need).
+  I with values outside 0..65535, and 32-bit float (F), are stretched from their own min..max.
+- alpha (RGBA, LA, transparent palettes) is composited on white, as a viewer shows it.
+- CMYK, YCbCr, LAB, HSV -> RGB; palette (P) -> L when every used colour is grey, else RGB.
+- EXIF orientation is applied; then every image is resized (stretched) to size x size.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from .images import ImageDataset
+from .preprocess import resize_uint8
+
+DEFAULT_MAX_PIXELS = 40_000_000  # refuse larger images: decoding them costs GBs and is almost surely a mistake
+LAYOUT = """expected layout:
+  PATH/train/...        normal training images (subfolders allowed)
+  PATH/test/normal/...  normal test images
+  PATH/test/novel/...   novel test images"""
+
+
+def _on_white(pixels: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    a = alpha.astype(np.float32)[..., None] / 255.0
+    return np.round(pixels.astype(np.float32) * a + 255.0 * (1.0 - a)).astype(np.uint8)
+
+
+def _scale_to_uint8(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if hi <= lo:
+        return np.zeros(values.shape, np.uint8)
+    return np.round((values.astype(np.float64) - lo) * (255.0 / (hi - lo))).clip(0, 255).astype(np.uint8)
+
+
+def image_to_array(im: Image.Image) -> np.ndarray:
+    """A Pillow image in any mode -> uint8 (H, W) grey or (H, W, 3) RGB, by the rules above."""
+    mode = im.mode
+    if mode in ("L", "RGB"):
+        return np.asarray(im)
+    if mode == "1":
+        return np.asarray(im.convert("L"))
+    if mode.startswith("I;16"):
+        return _scale_to_uint8(np.asarray(im), 0, 65535)
+    if mode in ("I", "F"):
+        values = np.asarray(im)
+        lo, hi = float(values.min()), float(values.max())
+        if mode == "I" and lo >= 0 and hi <= 65535:  # how Pillow may hold a 16-bit file
+            return _scale_to_uint8(values, 0, 65535)
+        return _scale_to_uint8(values, lo, hi)
+    if mode == "P" and "transparency" not in im.info:
+        rgb = np.asarray(im.convert("RGB"))
+        grey = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+        return rgb[..., 0].copy() if grey else rgb
+    if mode in ("LA", "La"):
+        la = np.asarray(im.convert("LA"))
+        return _on_white(la[..., :1], la[..., 1])[..., 0]
+    if mode in ("RGBA", "RGBa", "PA", "P"):  # P here has a transparent colour
+        rgba = np.asarray(im.convert("RGBA"))
+        return _on_white(rgba[..., :3], rgba[..., 3])
+    return np.asarray(im.convert("RGB"))  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+
+
+def load_image(path: str | Path, size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """One image file -> uint8 (C, size, size) with C = 1 or 3; ValueError naming the file if unusable."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above its own limit; ours (checked before decoding) is the one that decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise ValueError(f"{path}: {width}x{height} = {width * height:,} pixels is over the limit of "
+                                     f"{max_pixels:,} (max_pixels)")
+                im = ImageOps.exif_transpose(im)  # decodes the image: truncation shows up here
+                pixels = image_to_array(im)
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{path}: image too large, over the pixel limit ({e})") from e
+    except UnidentifiedImageError as e:
+        raise ValueError(f"{path}: not an image file Pillow can read") from e
+    except (OSError, SyntaxError, EOFError) as e:
+        raise ValueError(f"{path}: unreadable or truncated image ({e})") from e
+    chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    return resize_uint8(np.ascontiguousarray(chw)[None], size)[0]
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Every file under `folder`, recursively, sorted, skipping dot-files and dot-folders."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def load_folder(path: str | Path, *, size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,
+                progress: bool = False) -> ImageDataset:
+    """Load PATH/train, PATH/test/normal, PATH/test/novel as an ImageDataset (see module doc)."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"folder dataset {root} does not exist or is not a folder.\n{LAYOUT}")
+    parts = {"train": root / "train", "normal": root / "test" / "normal", "novel": root / "test" / "novel"}
+    files = {}
+    for key, folder in parts.items():
+        if not folder.is_dir():
+            raise ValueError(f"folder dataset: {folder} is missing.\n{LAYOUT}")
+        files[key] = list_images(folder)
+        if not files[key]:
+            raise ValueError(f"folder dataset: {folder} is empty (no images).\n{LAYOUT}")
+
+    total = sum(len(v) for v in files.values())
+    bar = tqdm(total=total, desc=f"loading {root.name}", unit="img", disable=not progress)
+    arrays = {}
+    for key, paths in files.items():
+        arrays[key] = []
+        for p in paths:
+            arrays[key].append(load_image(p, size, max_pixels))
+            bar.update()
+    bar.close()
+
+    channels = 3 if any(a.shape[0] == 3 for group in arrays.values() for a in group) else 1
+
+    def stack(group: list[np.ndarray]) -> np.ndarray:
+        return np.stack([np.repeat(a, channels // a.shape[0], axis=0) for a in group])
+
+    test_x = np.concatenate([stack(arrays["normal"]), stack(arrays["novel"])])
+    test_y = np.array([0] * len(files["normal"]) + [1] * len(files["novel"]), dtype=np.int64)
+    rel = lambda ps: [str(p.relative_to(root)) for p in ps]  # noqa: E731
+    return ImageDataset(
+        name=f"folder:{root.resolve().name}",
+        train_x=stack(arrays["train"]),
+        train_y=np.zeros(len(files["train"]), dtype=np.int64),
+        test_x=test_x,
+        test_y=test_y,
+        class_names=["normal", "novel"],
+        source=str(root.resolve()),
+        info={"root": str(root.resolve()), "train_files": rel(files["train"]),
+              "test_files": rel(files["normal"]) + rel(files["novel"]), "size": size},
+    )
