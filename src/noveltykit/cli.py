@@ -31,7 +31,7 @@ def cmd_bench(args) -> int:
     cfg = BenchConfig(dataset=args.dataset, methods=args.method, protocol=args.protocol,
                       classes=classes, seeds=args.seeds, val_fraction=args.val_fraction,
                       out=args.out, data_dir=args.data_dir, plots=not args.no_plots,
-                      command=shlex.join(["noveltykit", *sys.argv[1:]]))
+                      command=shlex.join(["noveltykit", *args.argv]))
     run_benchmark(cfg, progress=not args.quiet)
     print(f"report: {args.out}/report.md  table: {args.out}/table.md  results: {args.out}/results.json")
     return 0
@@ -76,10 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .data import DataUnavailableError
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded with results, so each says how it was made
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, DataUnavailableError) as exc:
         # Input mistakes get one clear line, not a traceback.
         print(f"noveltykit: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,47 @@
+"""The command line end to end, on a folder of the user's own images."""
+import json
+
+import numpy as np
+from PIL import Image
+
+from noveltykit.cli import main
+
+
+def _write_folder(root, rng):
+    for sub, n, base in (("train", 40, 60), ("test/normal", 15, 60), ("test/novel", 15, 190)):
+        (root / sub).mkdir(parents=True)
+        for i in range(n):
+            img = np.clip(base + rng.normal(0, 10, (20, 24)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / sub / f"{i}.png")
+
+
+def test_bench_on_folder_dataset(tmp_path, capsys):
+    _write_folder(tmp_path / "imgs", np.random.default_rng(0))
+    out = tmp_path / "run"
+    code = main(["bench", "--dataset", f"folder:{tmp_path / 'imgs'}", "--method", "knn:k=2", "pca",
+                 "--classes", "normal", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert "report:" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert [r["method"] for r in results] == ["knn:k=2", "pca"]
+    assert all(r["auroc"] > 0.95 and r["n_train"] == 36 and r["n_val"] == 4 for r in results)
+    assert results[0]["command"].startswith("noveltykit bench --dataset folder:")
+    # rerunning the same command resumes: nothing new is computed
+    assert main(["bench", "--dataset", f"folder:{tmp_path / 'imgs'}", "--method", "knn:k=2", "pca",
+                 "--classes", "normal", "--out", str(out), "--quiet"]) == 0
+    assert len(json.loads((out / "results.json").read_text())["results"]) == 2
+
+
+def test_errors_are_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NOVELTYKIT_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("NOVELTYKIT_DATA", str(tmp_path / "nothing-here"))
+    assert main(["bench", "--dataset", "nosuchset", "--method", "knn", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+    assert main(["bench", "--dataset", "mnist", "--method", "nosuchdet", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_data_info_reports_missing_cache(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("NOVELTYKIT_CACHE", str(tmp_path / "empty-cache"))
+    assert main(["data", "info", "--dataset", "fashion-mnist"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["dataset"] == "fashion-mnist" and not any(f["cached"] for f in info["files"])
