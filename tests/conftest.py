@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from noveltykit.data.images import ImageDataset
 
@@ -30,6 +31,11 @@ def make_blobs_dataset(n_train: int = 60, n_test: int = 30, n_classes: int = 3, 
 @pytest.fixture
 def blobs() -> ImageDataset:
     return make_blobs_dataset()
+
+
+# The tests' networks are tiny: one thread is faster, and it keeps them fast when another job
+# shares the cores (two processes each spinning two OpenMP threads on two cores crawl).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

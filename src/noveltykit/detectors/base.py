@@ -11,7 +11,7 @@
 never reach a detector.
 
 Subclasses implement `_fit(x, x_val)`, `_score(x)` (float tensors in [-1, 1]) and, for saving,
-`_state()` / `_load_state(tensors)`; everything about input checking lives here, once.
+`_state()` / `_load_state(tensors, info)`; everything about input checking lives here, once.
 """
 from __future__ import annotations
 
@@ -76,6 +76,13 @@ def as_image_tensor(X: Any, *, what: str = "X", expect: tuple[int, ...] | None =
     return x
 
 
+def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fit indices, held-out indices): the seeded split `fit(X)` uses when no X_val is given."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = min(max(1, round(fraction * n)), n - 1)
+    return perm[n_val:], perm[:n_val]
+
+
 class NotFittedError(RuntimeError):
     pass
 
@@ -105,8 +112,12 @@ class Detector:
     def _state(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def _load_state(self, tensors: dict[str, torch.Tensor]) -> None:
+    def _load_state(self, tensors: dict[str, torch.Tensor], info: dict) -> None:
         raise NotImplementedError
+
+    def _info(self) -> dict:
+        """JSON-able facts about the fitted model saved beside the weights (e.g. training history)."""
+        return {}
 
     # --- the contract --------------------------------------------------------------------------
     @classmethod
@@ -129,10 +140,8 @@ class Detector:
         if X_val is None:
             if len(x) < 2:
                 raise ValueError("X: need at least 2 images to hold some out for the threshold")
-            gen = torch.Generator().manual_seed(self.random_state)
-            perm = torch.randperm(len(x), generator=gen)
-            n_val = min(max(1, round(self.validation_fraction * len(x))), len(x) - 1)
-            x, x_val = x[perm[n_val:]], x[perm[:n_val]]
+            fit_idx, val_idx = holdout_split(len(x), self.validation_fraction, self.random_state)
+            x, x_val = x[fit_idx], x[val_idx]
         else:
             x_val = as_image_tensor(X_val, what="X_val", expect=tuple(x.shape[1:]))
         self.input_shape_ = tuple(int(s) for s in x.shape[1:])
@@ -161,7 +170,8 @@ class Detector:
         tensors = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
         save_file(tensors, str(directory / "weights.safetensors"))
         config = {"detector": self.name, "params": self.get_params(), "threshold_": self.threshold_,
-                  "input_shape_": list(self.input_shape_), "noveltykit_version": __version__}
+                  "input_shape_": list(self.input_shape_), "fitted": self._info(),
+                  "noveltykit_version": __version__}
         (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         return directory
 

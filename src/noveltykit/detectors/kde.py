@@ -71,6 +71,6 @@ class KDEDetector(Detector):
     def _state(self):
         return {"memory": self.memory_, "bandwidth": torch.tensor([self.bandwidth_], dtype=torch.float64)}
 
-    def _load_state(self, tensors):
+    def _load_state(self, tensors, info):
         self.memory_ = tensors["memory"]
         self.bandwidth_ = float(tensors["bandwidth"][0])

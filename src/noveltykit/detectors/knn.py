@@ -51,5 +51,5 @@ class KNNDetector(Detector):
     def _state(self):
         return {"memory": self.memory_}
 
-    def _load_state(self, tensors):
+    def _load_state(self, tensors, info):
         self.memory_ = tensors["memory"]

@@ -59,6 +59,6 @@ class OCSVMDetector(Detector):
         return {"support_vectors": self.support_vectors_, "dual_coef": self.dual_coef_,
                 "intercept_gamma": torch.tensor([self.intercept_, self.gamma_], dtype=torch.float64)}
 
-    def _load_state(self, tensors):
+    def _load_state(self, tensors, info):
         self.support_vectors_, self.dual_coef_ = tensors["support_vectors"], tensors["dual_coef"]
         self.intercept_, self.gamma_ = (float(v) for v in tensors["intercept_gamma"])

@@ -45,5 +45,5 @@ class PCADetector(Detector):
     def _state(self):
         return {"mean": self.mean_, "components": self.components_}
 
-    def _load_state(self, tensors):
+    def _load_state(self, tensors, info):
         self.mean_, self.components_ = tensors["mean"], tensors["components"]

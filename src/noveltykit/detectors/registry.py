@@ -46,5 +46,5 @@ def load(directory: str | Path) -> Detector:
     det = make(config["detector"], **config["params"])
     det.threshold_ = float(config["threshold_"])
     det.input_shape_ = tuple(config["input_shape_"])
-    det._load_state(load_file(str(directory / "weights.safetensors")))
+    det._load_state(load_file(str(directory / "weights.safetensors")), config.get("fitted", {}))
     return det

@@ -1,0 +1,91 @@
+"""ED-GAN, EDÊ-GAN and EDE-GAN (P-KDGAN §III.B) as detectors under the common contract.
+
+Parameters are the `GANConfig` fields (hyper-parameters and budget) plus where to checkpoint.
+The networks are plain modules (`nets.dcgan`); training is `train.gan.train_gan`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from ..train.gan import GANConfig, build_networks, score_batches, train_gan
+from .base import Detector
+from .registry import register
+
+# Config fields that the data or the detector decide, not the user.
+_DERIVED = {"variant", "channels", "seed"}
+GAN_PARAMS = [f.name for f in dataclasses.fields(GANConfig) if f.name not in _DERIVED]
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GANConfig)}
+
+
+class _GANDetector(Detector):
+    variant = ""
+
+    def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
+                 random_state: int = 0, checkpoint_dir: str | None = None, resume: bool = False,
+                 progress: bool = False, **gan_params):
+        super().__init__(threshold_quantile, validation_fraction, random_state)
+        unknown = set(gan_params) - set(GAN_PARAMS)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; valid: {self._param_names()}")
+        for name in GAN_PARAMS:
+            setattr(self, name, gan_params.get(name, _DEFAULTS[name]))
+        self.checkpoint_dir, self.resume, self.progress = checkpoint_dir, resume, progress
+        self.config(channels=1)  # validate now, not after the data is loaded
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return super()._param_names() + GAN_PARAMS
+
+    def config(self, channels: int) -> GANConfig:
+        return GANConfig(variant=self.variant, channels=channels, seed=self.random_state,
+                         **{name: getattr(self, name) for name in GAN_PARAMS})
+
+    def _fit(self, x, x_val):
+        if tuple(x.shape[2:]) != (32, 32):
+            raise ValueError(f"{self.name}: the DCGAN networks take 32x32 images, got "
+                             f"{x.shape[2]}x{x.shape[3]}; load data through noveltykit.data (it resizes)")
+        cfg = self.config(channels=x.shape[1])
+        result = train_gan(cfg, x, x_val, checkpoint_dir=self.checkpoint_dir, resume=self.resume,
+                           progress=self.progress)
+        self.generator_, self.discriminator_ = result.generator.cpu(), result.discriminator.cpu()
+        self.history_, self.selected_epoch_ = result.history, result.selected_epoch
+
+    def _score(self, x) -> np.ndarray:
+        dev = self.device if self.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+        self.generator_.to(dev)
+        return score_batches(self.generator_, x, self.config(x.shape[1]).score_kind, device=dev)
+
+    def _state(self):
+        return {**{f"g.{k}": v for k, v in self.generator_.state_dict().items()},
+                **{f"d.{k}": v for k, v in self.discriminator_.state_dict().items()}}
+
+    def _info(self) -> dict:
+        return {"history": self.history_, "selected_epoch": self.selected_epoch_}
+
+    def _load_state(self, tensors, info):
+        g, d = build_networks(self.config(channels=self.input_shape_[0]))
+        g.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("g.")})
+        d.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("d.")})
+        self.generator_, self.discriminator_ = g.eval(), d.eval()
+        self.history_, self.selected_epoch_ = info.get("history", []), info.get("selected_epoch", 0)
+
+
+@register
+class EDEGANDetector(_GANDetector):
+    """Encoder-decoder-encoder; scores with the latent error |E(x) - E2(D(E(x)))|^2."""
+    name, variant = "ede-gan", "ede"
+
+
+@register
+class EDGANDetector(_GANDetector):
+    """Encoder-decoder; scores with the image error |x - x_hat|_1."""
+    name, variant = "ed-gan", "ed"
+
+
+@register
+class EDHatEGANDetector(_GANDetector):
+    """EDÊ-GAN: the second encoder only shapes training; scores with the image error."""
+    name, variant = "edhat-gan", "edhat"

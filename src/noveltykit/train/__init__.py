@@ -1,0 +1,1 @@
+"""Training loops, checkpoints and stabilisers, apart from the networks they train."""

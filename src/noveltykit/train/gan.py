@@ -1,0 +1,248 @@
+"""Adversarial training of the EDE-GAN family (P-KDGAN §III.B; GANomaly-style).
+
+Generator loss  L_g = w_con |x - x_hat|_1 + w_enc |z1 - z2|_2 + w_adv |f(x) - f(x_hat)|_2
+Discriminator   L_d = BCE(D(x), real) + BCE(D(x_hat), fake)
+(|.|_2 terms are mean squared errors, as in GANomaly's code.) Both players take their gradient at
+the same parameters each step and then both step. The whole loop is `train_gan`, on one screen.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..nets.dcgan import NORMS, Discriminator, Generator, init_weights
+from .checkpoint import CheckpointDir
+from .stabilisers import TrainingDiverged, add_spectral_norm, clip_gradients, discriminator_bce
+
+VARIANTS = {  # variant -> (second encoder, score)
+    "ed": (False, "image"),  # ED-GAN: encoder-decoder, image error
+    "edhat": (True, "image"),  # EDÊ-GAN: second encoder only in the loss, image error
+    "ede": (True, "latent"),  # EDE-GAN: encoder-decoder-encoder, latent error
+}
+
+
+@dataclass
+class GANConfig:
+    """Hyper-parameters (what the model is) and budget (how long it trains), kept apart."""
+
+    variant: str = "ede"
+    width: int = 64
+    channels: int = 1
+    norm: str = "batch"
+    lr: float = 2e-3
+    beta1: float = 0.5
+    beta2: float = 0.99
+    w_con: float = 10.0
+    w_enc: float = 1.0
+    w_adv: float = 1.0
+    ema_decay: float = 0.0  # 0 = off; else score with an exponential moving average of G
+    grad_clip: float = 0.0  # 0 = off; else max gradient norm for both players
+    prob_eps: float = 0.0  # 0 = off; else clamp D's probabilities into [eps, 1 - eps]
+    d_reinit_below: float = 1e-5  # re-initialise D when its loss collapses below this (0 = off)
+    spectral_norm: bool = False  # on D's convolutions
+    select: str = "last"  # "last" epoch, or "val": lowest normal-validation loss
+    # budget
+    epochs: int = 15
+    batch_size: int = 64
+    max_train: int = 0  # 0 = all; else a seeded subset (CI smoke runs)
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {list(VARIANTS)}, got {self.variant!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.select not in ("last", "val"):
+            raise ValueError(f"select must be 'last' or 'val', got {self.select!r}")
+        for name in ("width", "epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0 <= self.prob_eps < 0.5:
+            raise ValueError(f"prob_eps must be in [0, 0.5), got {self.prob_eps}")
+
+    @property
+    def score_kind(self) -> str:
+        return VARIANTS[self.variant][1]
+
+
+def build_networks(cfg: GANConfig) -> tuple[Generator, Discriminator]:
+    g = Generator(cfg.channels, cfg.width, norm=cfg.norm, second_encoder=VARIANTS[cfg.variant][0])
+    d = Discriminator(cfg.channels, cfg.width, norm=cfg.norm)
+    init_weights(g)
+    init_weights(d)
+    if cfg.spectral_norm:
+        add_spectral_norm(d)
+    return g, d
+
+
+def generator_losses(cfg: GANConfig, x, out, f_real, f_fake) -> dict[str, torch.Tensor]:
+    con = (x - out.x_hat).abs().mean()
+    enc = (out.z1 - out.z2).pow(2).mean() if out.z2 is not None else torch.zeros((), device=x.device)
+    adv = (f_real.detach() - f_fake).pow(2).mean()
+    return {"g": cfg.w_con * con + cfg.w_enc * enc + cfg.w_adv * adv, "con": con, "enc": enc, "adv": adv}
+
+
+@torch.no_grad()
+def score_batches(g: Generator, x: torch.Tensor, kind: str, batch_size: int = 512,
+                  device: str = "cpu") -> np.ndarray:
+    """Per-image novelty: latent error |z1 - z2|^2 or image error |x - x_hat|_1, in eval mode
+    (so a score never depends on which other images share its batch)."""
+    was_training = g.training
+    g.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size].to(device)
+        o = g(xb)
+        err = (o.z1 - o.z2).pow(2) if kind == "latent" else (xb - o.x_hat).abs()
+        out.append(err.flatten(1).mean(1).double().cpu())
+    g.train(was_training)
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def validation_loss(cfg: GANConfig, g: Generator, x_val: torch.Tensor) -> float:
+    """w_con L_con + w_enc L_enc on normal validation images (no adversarial term: it depends on
+    a moving discriminator). The only signal `select="val"` may use."""
+    con = score_batches(g, x_val, "image", device=cfg.device).mean()
+    enc = score_batches(g, x_val, "latent", device=cfg.device).mean() if g.encoder2 is not None else 0.0
+    return float(cfg.w_con * con + cfg.w_enc * enc)
+
+
+@dataclass
+class TrainResult:
+    generator: Generator  # the selected epoch's scoring generator (EMA if on), eval mode
+    discriminator: Discriminator
+    history: list[dict] = field(default_factory=list)
+    selected_epoch: int = 0
+
+
+def _epoch_order(cfg: GANConfig, n: int, epoch: int) -> torch.Tensor:
+    """Data order from (seed, epoch) alone, so a resumed run sees exactly the same batches."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+
+
+def train_gan(cfg: GANConfig, x_train: torch.Tensor, x_val: torch.Tensor, *,
+              checkpoint_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
+              on_epoch_end: Callable[[int, Generator], dict] | None = None) -> TrainResult:
+    """Train on normal images (float, [-1, 1], (N, C, 32, 32)); return the selected generator.
+
+    A checkpoint is written after every epoch; `resume=True` continues from the last one exactly.
+    `on_epoch_end(epoch, generator)` may return extra numbers for the history (diagnostics only).
+    """
+    torch.manual_seed(cfg.seed)
+    if cfg.max_train and len(x_train) > cfg.max_train:
+        x_train = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(cfg.seed))
+                          [: cfg.max_train]]
+    dev = torch.device(cfg.device)
+    x_train = x_train.to(dev)  # the whole normal set lives on the device: no loader overhead
+    g, d = build_networks(cfg)
+    g, d = g.to(dev), d.to(dev)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    ema = copy.deepcopy(g).eval().requires_grad_(False) if cfg.ema_decay else None
+    ckpt = CheckpointDir(checkpoint_dir) if checkpoint_dir else None
+    history: list[dict] = []
+    best: tuple[float, int, dict] | None = None  # (val loss, epoch, scoring generator state)
+    start = 0
+
+    if resume and ckpt and (state := ckpt.latest()) is not None:
+        if state["config"] != _comparable(cfg):
+            raise ValueError(f"{checkpoint_dir} holds a run with another configuration; "
+                             "use another checkpoint folder or drop --resume")
+        g.load_state_dict(state["g"])
+        d.load_state_dict(state["d"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        history, start = state["history"], state["epoch"] + 1
+        if state.get("best") is not None:
+            best = (state["best"]["val_loss"], state["best"]["epoch"], state["best"]["g"])
+
+    scoring = ema if ema is not None else g
+    n, bs = len(x_train), cfg.batch_size
+    for epoch in range(start, cfg.epochs):
+        g.train()
+        d.train()
+        t0 = time.perf_counter()
+        order = _epoch_order(cfg, n, epoch).to(dev)
+        sums = torch.zeros(5, device=dev)  # g, con, enc, adv, d
+        reinits, steps = 0, 0
+        bar = tqdm(range(0, n, bs), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=not progress, unit="batch")
+        for i in bar:
+            x = x_train[order[i:i + bs]]
+            out = g(x)
+            logit_real, f_real = d(x)
+            logit_fake, f_fake = d(out.x_hat)
+            lg = generator_losses(cfg, x, out, f_real, f_fake)
+            loss_d = discriminator_bce(logit_real, logit_fake, cfg.prob_eps)
+            opt_g.zero_grad(set_to_none=True)
+            opt_d.zero_grad(set_to_none=True)
+            lg["g"].backward(inputs=list(g.parameters()), retain_graph=True)
+            loss_d.backward(inputs=list(d.parameters()))
+            clip_gradients(g, cfg.grad_clip)
+            clip_gradients(d, cfg.grad_clip)
+            opt_g.step()
+            opt_d.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for pe, p in zip(ema.state_dict().values(), g.state_dict().values()):
+                        pe.lerp_(p, 1 - cfg.ema_decay) if pe.is_floating_point() else pe.copy_(p)
+            batch = torch.stack([lg["g"], lg["con"], lg["enc"], lg["adv"], loss_d]).detach()
+            sums += batch
+            steps += 1
+            if steps % 25 == 0 or i + bs >= n:  # a sync now and then, not every step
+                if not torch.isfinite(sums).all():
+                    where = ckpt.root / "latest.json" if ckpt else "none (no checkpoint folder)"
+                    raise TrainingDiverged(f"non-finite loss in epoch {epoch + 1} near step {steps}; "
+                                           f"last good checkpoint: {where}. Try a lower lr, "
+                                           "grad_clip or prob_eps.")
+                if cfg.d_reinit_below and float(batch[4]) < cfg.d_reinit_below:
+                    init_weights(d)  # GANomaly's cure for a discriminator that has won outright
+                    reinits += 1
+        means = (sums / max(steps, 1)).tolist()
+        seconds = time.perf_counter() - t0
+        record = {"epoch": epoch, "loss_g": means[0], "loss_con": means[1], "loss_enc": means[2],
+                  "loss_adv": means[3], "loss_d": means[4], "d_reinits": reinits,
+                  "val_loss": validation_loss(cfg, scoring, x_val), "seconds": seconds,
+                  "images_per_s": n / seconds}
+        if on_epoch_end is not None:
+            record.update(on_epoch_end(epoch, scoring))
+        history.append(record)
+        if best is None or record["val_loss"] < best[0]:
+            best = (record["val_loss"], epoch, copy.deepcopy(scoring.state_dict()))
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss_g {means[0]:.4f} loss_d {means[4]:.4f} "
+                       f"val {record['val_loss']:.4f} ({record['images_per_s']:.0f} img/s)")
+        if ckpt:
+            state = {"config": _comparable(cfg), "epoch": epoch, "history": history,
+                     "g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(),
+                     "opt_d": opt_d.state_dict(),
+                     "best": {"val_loss": best[0], "epoch": best[1], "g": best[2]}}
+            if ema is not None:
+                state["ema"] = ema.state_dict()
+            ckpt.save(epoch, state)
+
+    selected = cfg.epochs - 1
+    if cfg.select == "val" and best is not None:
+        scoring.load_state_dict(best[2])
+        selected = best[1]
+    scoring.eval()
+    return TrainResult(scoring, d, history, selected)
+
+
+def _comparable(cfg: GANConfig) -> dict:
+    """The config as stored in checkpoints; the device may change between a run and its resume."""
+    return {k: v for k, v in asdict(cfg).items() if k != "device"}
