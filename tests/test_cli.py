@@ -45,3 +45,9 @@ def test_data_info_reports_missing_cache(tmp_path, capsys, monkeypatch):
     assert main(["data", "info", "--dataset", "fashion-mnist"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["dataset"] == "fashion-mnist" and not any(f["cached"] for f in info["files"])
+
+
+def test_profile_prints_the_teachers_size(capsys):
+    assert main(["profile", "--method", "ede-gan", "--width", "64", "--channels", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "5.1237M params" in out and "55.837M MACs" in out

@@ -44,6 +44,15 @@ def cmd_detectors(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    from .nets.profile import profile_gan
+    rows = profile_gan(args.method, args.width, args.channels)
+    print(f"{args.method} u={args.width} channels={args.channels} (32x32 input; MACs = FLOPs / 2)")
+    for name, params, macs in rows:
+        print(f"  {name:<14} {params / 1e6:8.4f}M params  {macs / 1e6:9.3f}M MACs")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noveltykit", description="One-class novelty detection on images")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-plots", action="store_true")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=cmd_bench)
+
+    prof = sub.add_parser("profile", help="parameters and multiply-accumulates of a GAN detector's networks")
+    prof.add_argument("--method", default="ede-gan", choices=["ede-gan", "edhat-gan", "ed-gan"])
+    prof.add_argument("--width", type=int, default=64, help="u: 64 for the teacher")
+    prof.add_argument("--channels", type=int, default=3, choices=[1, 3])
+    prof.set_defaults(func=cmd_profile)
 
     det = sub.add_parser("detectors", help="list detectors and their default parameters")
     det.set_defaults(func=cmd_detectors)

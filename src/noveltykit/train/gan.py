@@ -8,7 +8,6 @@ the same parameters each step and then both step. The whole loop is `train_gan`,
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
