@@ -5,6 +5,7 @@ import argparse
 import json
 import shlex
 import sys
+from pathlib import Path
 
 
 def _csv(text: str) -> list[str]:
@@ -34,6 +35,17 @@ def cmd_bench(args) -> int:
                       command=shlex.join(["noveltykit", *args.argv]))
     run_benchmark(cfg, progress=not args.quiet)
     print(f"report: {args.out}/report.md  table: {args.out}/table.md  results: {args.out}/results.json")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .eval.bench import load_results
+    from .eval.report import metric_table, write_report
+    results = load_results(Path(args.run) / "results.json")
+    if not results:
+        raise ValueError(f"{args.run}: no results.json with results")
+    write_report(args.run, results)
+    print(metric_table(results, args.metric))
     return 0
 
 
@@ -78,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-plots", action="store_true")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=cmd_bench)
+
+    rep = sub.add_parser("report", help="rebuild table.md and report.md of a bench folder; print a table")
+    rep.add_argument("run", help="a folder written by `noveltykit bench`")
+    rep.add_argument("--metric", default="auroc", choices=["auroc", "aupr", "fpr95", "prec_at_n"])
+    rep.set_defaults(func=cmd_report)
 
     prof = sub.add_parser("profile", help="parameters and multiply-accumulates of a GAN detector's networks")
     prof.add_argument("--method", default="ede-gan", choices=["ede-gan", "edhat-gan", "ed-gan"])

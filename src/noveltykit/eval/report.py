@@ -99,7 +99,7 @@ def write_report(out: str | Path, results: list[dict]) -> Path:
         parts.append(f"## {METRICS[metric]}\n\n{metric_table(results, metric, with_paper=False)}\n")
     parts.append(f"## Thresholds from the validation split, seen on test\n\n{threshold_table(results)}\n")
     parts.append(f"## Time\n\n{timing_table(results)}\n")
-    plots = [r for r in results if r.get("plot")]
+    plots = [r for r in results if r.get("plot") and (out / r["plot"]).exists()]
     if plots:
         parts.append("## Plots (ROC and score histogram per cell)\n\n" + "\n".join(
             f"- [{r['method']} class {r['class']} seed {r['seed']}]({r['plot']})" for r in plots) + "\n")
