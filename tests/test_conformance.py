@@ -14,7 +14,7 @@ from noveltykit.eval.metrics import auroc
 from conftest import make_blobs_dataset
 
 # Small, fast settings per detector; the contract must hold for any parameters.
-GAN_FAST = {"width": 4, "epochs": 10, "batch_size": 8}
+GAN_FAST = {"width": 4, "epochs": 10, "batch_size": 8, "preset": "paper"}
 FAST_PARAMS = {"ocsvm": {"max_train": 200}, "ede-gan": GAN_FAST, "ed-gan": GAN_FAST, "edhat-gan": GAN_FAST}
 
 

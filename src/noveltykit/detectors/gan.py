@@ -1,6 +1,7 @@
 """ED-GAN, EDÊ-GAN and EDE-GAN (P-KDGAN §III.B) as detectors under the common contract.
 
-Parameters are the `GANConfig` fields (hyper-parameters and budget) plus where to checkpoint.
+Parameters: a named preset and budget, any `GANConfig` field to override them, and where to
+checkpoint.
 The networks are plain modules (`nets.dcgan`); training is `train.gan.train_gan`.
 """
 from __future__ import annotations
@@ -10,28 +11,32 @@ import dataclasses
 import numpy as np
 import torch
 
-from ..train.gan import GANConfig, build_networks, score_batches, train_gan
+from ..train.gan import GANConfig, build_networks, resolve_config, score_batches, train_gan
 from .base import Detector
 from .registry import register
 
 # Config fields that the data or the detector decide, not the user.
 _DERIVED = {"variant", "channels", "seed"}
 GAN_PARAMS = [f.name for f in dataclasses.fields(GANConfig) if f.name not in _DERIVED]
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(GANConfig)}
 
 
 class _GANDetector(Detector):
+    """Parameters: a hyper-parameter `preset`, a training `budget`, and any GANConfig field to
+    override them (None = from the preset or budget); the resolved config is saved when fitted."""
+
     variant = ""
 
     def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
-                 random_state: int = 0, checkpoint_dir: str | None = None, resume: bool = False,
-                 progress: bool = False, **gan_params):
+                 random_state: int = 0, preset: str = "default", budget: str = "cpu",
+                 checkpoint_dir: str | None = None, resume: bool = False, progress: bool = False,
+                 **overrides):
         super().__init__(threshold_quantile, validation_fraction, random_state)
-        unknown = set(gan_params) - set(GAN_PARAMS)
+        unknown = set(overrides) - set(GAN_PARAMS)
         if unknown:
             raise ValueError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; valid: {self._param_names()}")
+        self.preset, self.budget = preset, budget
         for name in GAN_PARAMS:
-            setattr(self, name, gan_params.get(name, _DEFAULTS[name]))
+            setattr(self, name, overrides.get(name))
         self.checkpoint_dir, self.resume, self.progress = checkpoint_dir, resume, progress
         self.config(channels=1)  # validate now, not after the data is loaded
 
@@ -40,8 +45,8 @@ class _GANDetector(Detector):
         return super()._param_names() + GAN_PARAMS
 
     def config(self, channels: int) -> GANConfig:
-        return GANConfig(variant=self.variant, channels=channels, seed=self.random_state,
-                         **{name: getattr(self, name) for name in GAN_PARAMS})
+        return resolve_config(self.preset, self.budget, {n: getattr(self, n) for n in GAN_PARAMS},
+                              variant=self.variant, channels=channels, seed=self.random_state)
 
     def _fit(self, x, x_val):
         if tuple(x.shape[2:]) != (32, 32):
@@ -54,16 +59,19 @@ class _GANDetector(Detector):
         self.history_, self.selected_epoch_ = result.history, result.selected_epoch
 
     def _score(self, x) -> np.ndarray:
-        dev = self.device if self.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+        cfg = self.config(x.shape[1])
+        # A model trained on a GPU scores on the CPU when loaded where there is none.
+        dev = cfg.device if cfg.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
         self.generator_.to(dev)
-        return score_batches(self.generator_, x, self.config(x.shape[1]).score_kind, device=dev)
+        return score_batches(self.generator_, x, cfg.score_kind, device=dev)
 
     def _state(self):
         return {**{f"g.{k}": v for k, v in self.generator_.state_dict().items()},
                 **{f"d.{k}": v for k, v in self.discriminator_.state_dict().items()}}
 
     def _info(self) -> dict:
-        return {"history": self.history_, "selected_epoch": self.selected_epoch_}
+        config = dataclasses.asdict(self.config(self.input_shape_[0]))
+        return {"config": config, "history": self.history_, "selected_epoch": self.selected_epoch_}
 
     def _load_state(self, tensors, info):
         g, d = build_networks(self.config(channels=self.input_shape_[0]))

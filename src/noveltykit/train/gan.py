@@ -48,6 +48,7 @@ class GANConfig:
     d_reinit_below: float = 1e-5  # re-initialise D when its loss collapses below this (0 = off)
     spectral_norm: bool = False  # on D's convolutions
     select: str = "last"  # "last" epoch, or "val": lowest normal-validation loss
+    precision: str = "fp32"  # "bf16": autocast the training passes (faster on CPUs with AMX/AVX512-BF16)
     # budget
     epochs: int = 15
     batch_size: int = 64
@@ -60,6 +61,8 @@ class GANConfig:
             raise ValueError(f"variant must be one of {list(VARIANTS)}, got {self.variant!r}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.select not in ("last", "val"):
             raise ValueError(f"select must be 'last' or 'val', got {self.select!r}")
         for name in ("width", "epochs", "batch_size"):
@@ -73,6 +76,29 @@ class GANConfig:
     @property
     def score_kind(self) -> str:
         return VARIANTS[self.variant][1]
+
+
+# Named sets of hyper-parameters. GANConfig's own defaults are the paper's values (Tables I, III).
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    "default": {},  # what measured best on the development split; see docs/benchmarks.md
+}
+# Named budgets: how long to train, separate from what is trained.
+BUDGETS: dict[str, dict] = {
+    "quick": {"epochs": 1, "batch_size": 64, "max_train": 512},  # CI smoke runs
+    "cpu": {"epochs": 10, "batch_size": 64},  # one class in at most ~4 minutes on 2 cores
+    "full": {"epochs": 500, "batch_size": 1},  # the paper's schedule, for a GPU
+}
+
+
+def resolve_config(preset: str, budget: str, overrides: dict, **derived) -> GANConfig:
+    """Config = GANConfig defaults <- preset <- budget <- explicit overrides (None = not given)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {list(PRESETS)}")
+    if budget not in BUDGETS:
+        raise ValueError(f"unknown budget {budget!r}; choose one of {list(BUDGETS)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return GANConfig(**{**PRESETS[preset], **BUDGETS[budget], **given, **derived})
 
 
 def build_networks(cfg: GANConfig) -> tuple[Generator, Discriminator]:
@@ -182,11 +208,13 @@ def train_gan(cfg: GANConfig, x_train: torch.Tensor, x_val: torch.Tensor, *,
                    disable=not progress, unit="batch")
         for i in bar:
             x = x_train[order[i:i + bs]]
-            out = g(x)
-            logit_real, f_real = d(x)
-            logit_fake, f_fake = d(out.x_hat)
-            lg = generator_losses(cfg, x, out, f_real, f_fake)
-            loss_d = discriminator_bce(logit_real, logit_fake, cfg.prob_eps)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                out = g(x)
+                logit_real, f_real = d(x)
+                logit_fake, f_fake = d(out.x_hat)
+            out = type(out)(*(t.float() if t is not None else None for t in out))  # losses in fp32
+            lg = generator_losses(cfg, x, out, f_real.float(), f_fake.float())
+            loss_d = discriminator_bce(logit_real.float(), logit_fake.float(), cfg.prob_eps)
             opt_g.zero_grad(set_to_none=True)
             opt_d.zero_grad(set_to_none=True)
             lg["g"].backward(inputs=list(g.parameters()), retain_graph=True)
