@@ -74,3 +74,15 @@ def test_other_experiment_in_same_out_is_refused(tmp_path):
 def test_bad_method_spec_fails_before_work(tmp_path):
     with pytest.raises(ValueError, match="key=value"):
         _cfg(tmp_path, methods=["knn:k"])
+
+
+def test_trained_detector_records_history_and_diagnostic_curves(tmp_path):
+    ds = make_blobs_dataset(n_train=40, n_test=10, size=32)
+    method = "ede-gan:width=4,epochs=2,batch_size=16,preset=paper"
+    results = run_benchmark(_cfg(tmp_path, methods=[method], classes=[0], seeds=[0], curves=True),
+                            dataset=ds, progress=False)
+    r = results[0]
+    assert [h["epoch"] for h in r["history"]] == [0, 1] and r["selected_epoch"] == 1
+    assert all(0 <= h["diagnostic_test_auroc"] <= 1 for h in r["history"])
+    assert (tmp_path / r["curves_plot"]).stat().st_size > 1000
+    assert r["params"]["preset"] == "paper" and r["params"]["epochs"] == 2

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..train.gan import GANConfig, build_networks, resolve_config, score_batches, train_gan
-from .base import Detector
+from .base import Detector, as_image_tensor
 from .registry import register
 
 # Config fields that the data or the detector decide, not the user.
@@ -38,6 +38,9 @@ class _GANDetector(Detector):
         for name in GAN_PARAMS:
             setattr(self, name, overrides.get(name))
         self.checkpoint_dir, self.resume, self.progress = checkpoint_dir, resume, progress
+        # Optional callable(score_fn) -> dict, called after each epoch with a function that scores
+        # images with that epoch's generator: for diagnostic curves, never for choices.
+        self.epoch_monitor = None
         self.config(channels=1)  # validate now, not after the data is loaded
 
     @classmethod
@@ -53,8 +56,13 @@ class _GANDetector(Detector):
             raise ValueError(f"{self.name}: the DCGAN networks take 32x32 images, got "
                              f"{x.shape[2]}x{x.shape[3]}; load data through noveltykit.data (it resizes)")
         cfg = self.config(channels=x.shape[1])
+        on_epoch_end = None
+        if self.epoch_monitor is not None:
+            def on_epoch_end(epoch, g):
+                return self.epoch_monitor(
+                    lambda X: score_batches(g, as_image_tensor(X), cfg.score_kind, device=cfg.device))
         result = train_gan(cfg, x, x_val, checkpoint_dir=self.checkpoint_dir, resume=self.resume,
-                           progress=self.progress)
+                           progress=self.progress, on_epoch_end=on_epoch_end)
         self.generator_, self.discriminator_ = result.generator.cpu(), result.discriminator.cpu()
         self.history_, self.selected_epoch_ = result.history, result.selected_epoch
 

@@ -22,8 +22,8 @@ from ..data.protocols import PROTOCOLS, make_split
 from ..detectors import make
 from ..fileio import atomic_write_bytes, atomic_write_json
 from .methods import MethodSpec
-from .metrics import all_metrics
-from .plots import plot_cell
+from .metrics import all_metrics, auroc
+from .plots import plot_cell, plot_training_curves
 from .provenance import git_commit, machine, package_versions
 from .report import write_report
 
@@ -42,6 +42,7 @@ class BenchConfig:
     out: str = "runs/bench"
     data_dir: str | None = None
     plots: bool = True
+    curves: bool = False  # trained detectors: test AUROC after every epoch, as a labelled diagnostic
     command: str = ""
 
     def __post_init__(self):
@@ -87,11 +88,13 @@ def resolve_classes(ds: ImageDataset, classes) -> list[int]:
 
 
 def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodSpec,
-             val_fraction: float) -> tuple[dict, np.ndarray, np.ndarray, float]:
+             val_fraction: float, curves: bool = False) -> tuple[dict, np.ndarray, np.ndarray, float]:
     """Fit on normal training images, threshold on normal validation images, score the test split."""
     split = make_split(ds, protocol, cls, seed, val_fraction)
     train_x, val_x, test_x, is_novel = split.arrays(ds)
     detector = make(spec.detector, **{"random_state": seed, **dict(spec.params)})
+    if curves and hasattr(detector, "epoch_monitor"):
+        detector.epoch_monitor = lambda score: {"diagnostic_test_auroc": auroc(is_novel, score(test_x))}
     t0 = time.perf_counter()
     detector.fit(train_x, val_x)
     fit_seconds = time.perf_counter() - t0
@@ -111,6 +114,9 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
         "n_train": len(train_x), "n_val": len(val_x), "n_test": len(test_x),
         "n_test_novel": int(is_novel.sum()), "val_fraction": val_fraction,
     }
+    if hasattr(detector, "history_"):  # trained detectors: the per-epoch record and the choice made
+        record["history"] = detector.history_
+        record["selected_epoch"] = detector.selected_epoch_
     return record, is_novel, scores, detector.threshold_
 
 
@@ -136,7 +142,8 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
     bar = tqdm(todo, desc=f"{ds.name} {cfg.protocol}", unit="cell", disable=not progress)
     for cls, seed, spec in bar:
         bar.set_postfix_str(f"class {ds.class_names[cls]} seed {seed} {spec.label}")
-        record, is_novel, scores, threshold = run_cell(ds, cfg.protocol, cls, seed, spec, cfg.val_fraction)
+        record, is_novel, scores, threshold = run_cell(ds, cfg.protocol, cls, seed, spec, cfg.val_fraction,
+                                                       cfg.curves)
         record.update(provenance, command=cfg.command,
                       finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         stem = f"{spec.label.replace(':', '_').replace(',', '_').replace('=', '')}/class{cls}_seed{seed}"
@@ -147,6 +154,10 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
                      f"- {spec.label}")
             plot = plot_cell(out / "plots" / f"{stem}.png", is_novel, scores, title, record["auroc"], threshold)
             record["plot"] = str(plot.relative_to(out))
+            if record.get("history"):
+                curve = plot_training_curves(out / "plots" / f"{stem}_curves.png", record["history"],
+                                             title, record["selected_epoch"])
+                record["curves_plot"] = str(curve.relative_to(out))
         results.append(record)
         atomic_write_json(results_path, {"results": results})
     write_report(out, results)

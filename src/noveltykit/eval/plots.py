@@ -36,3 +36,31 @@ def plot_cell(path: str | Path, labels: np.ndarray, scores: np.ndarray, title: s
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def plot_training_curves(path: str | Path, history: list[dict], title: str, selected_epoch: int | None = None
+                         ) -> Path:
+    """Losses and validation loss per epoch; the test AUROC, when recorded, is a diagnostic only."""
+    epochs = [h["epoch"] + 1 for h in history]
+    fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for key, label in (("loss_g", "generator"), ("loss_d", "discriminator"), ("val_loss", "validation (normal)")):
+        if key in history[0]:
+            ax_loss.plot(epochs, [h[key] for h in history], marker=".", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log", title="training")
+    ax_loss.legend(fontsize=8)
+    if "diagnostic_test_auroc" in history[0]:
+        ax_auc.plot(epochs, [h["diagnostic_test_auroc"] for h in history], marker=".", c="C3")
+        ax_auc.set(title="test AUROC (diagnostic: never used to choose)")
+    else:
+        ax_auc.set(title="no per-epoch AUROC recorded (bench --curves)")
+    ax_auc.set(xlabel="epoch", ylabel="AUROC")
+    if selected_epoch is not None:
+        for ax in (ax_loss, ax_auc):
+            ax.axvline(selected_epoch + 1, c="grey", ls=":", lw=1)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
