@@ -86,3 +86,34 @@ def test_trained_detector_records_history_and_diagnostic_curves(tmp_path):
     assert all(0 <= h["diagnostic_test_auroc"] <= 1 for h in r["history"])
     assert (tmp_path / r["curves_plot"]).stat().st_size > 1000
     assert r["params"]["preset"] == "paper" and r["params"]["epochs"] == 2
+
+
+def test_killed_training_resumes_mid_cell_from_its_last_epoch(tmp_path, monkeypatch):
+    from noveltykit import detectors
+    from noveltykit.train import gan
+
+    ds = make_blobs_dataset(n_train=40, n_test=10, size=32)
+    method = "ede-gan:width=4,epochs=3,batch_size=16,preset=paper"
+    cfg = lambda out, **kw: _cfg(out, methods=[method], classes=[0], seeds=[0], plots=False, **kw)
+    real_val_loss, calls = gan.validation_loss, []
+
+    def dies_in_third_epoch(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_val_loss(*args)
+
+    monkeypatch.setattr(gan, "validation_loss", dies_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(cfg(tmp_path / "a"), dataset=ds, progress=False)
+    ckpt = tmp_path / "a" / "checkpoints" / "ede-gan_width4_epochs3_batch_size16_presetpaper" / "class0_seed0"
+    assert json.loads((ckpt / "latest.json").read_text())["epoch"] == 1
+    monkeypatch.setattr(gan, "validation_loss", real_val_loss)
+    resumed = run_benchmark(cfg(tmp_path / "a", save_models=True), dataset=ds, progress=False)[0]
+    assert not ckpt.exists(), "a finished cell's checkpoints are removed"
+    fresh = run_benchmark(cfg(tmp_path / "b"), dataset=ds, progress=False)[0]
+    assert resumed["auroc"] == fresh["auroc"] and resumed["history"][2]["loss_g"] == fresh["history"][2]["loss_g"]
+
+    model = detectors.load(tmp_path / "a" / resumed["model"])
+    saved = np.load(tmp_path / "a" / "scores" / (resumed["model"].removeprefix("models/") + ".npz"))
+    np.testing.assert_allclose(model.decision_function(ds.test_x), saved["scores"], rtol=1e-5)

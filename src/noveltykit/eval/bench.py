@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class BenchConfig:
     data_dir: str | None = None
     plots: bool = True
     curves: bool = False  # trained detectors: test AUROC after every epoch, as a labelled diagnostic
+    save_models: bool = False  # write each cell's fitted detector under models/
     command: str = ""
 
     def __post_init__(self):
@@ -88,11 +90,19 @@ def resolve_classes(ds: ImageDataset, classes) -> list[int]:
 
 
 def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodSpec,
-             val_fraction: float, curves: bool = False) -> tuple[dict, np.ndarray, np.ndarray, float]:
-    """Fit on normal training images, threshold on normal validation images, score the test split."""
+             val_fraction: float, curves: bool = False, checkpoint_dir: Path | None = None,
+             model_dir: Path | None = None) -> tuple[dict, np.ndarray, np.ndarray, float]:
+    """Fit on normal training images, threshold on normal validation images, score the test split.
+
+    Trained detectors checkpoint every epoch into `checkpoint_dir` (unless the spec names one) and
+    resume from it, so a killed benchmark loses at most one epoch. `model_dir`: save the model.
+    """
     split = make_split(ds, protocol, cls, seed, val_fraction)
     train_x, val_x, test_x, is_novel = split.arrays(ds)
     detector = make(spec.detector, **{"random_state": seed, **dict(spec.params)})
+    if checkpoint_dir is not None and "checkpoint_dir" in detector.get_params() \
+            and detector.checkpoint_dir is None:
+        detector.checkpoint_dir, detector.resume = str(checkpoint_dir), True
     if curves and hasattr(detector, "epoch_monitor"):
         detector.epoch_monitor = lambda score: {"diagnostic_test_auroc": auroc(is_novel, score(test_x))}
     t0 = time.perf_counter()
@@ -117,6 +127,8 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
     if hasattr(detector, "history_"):  # trained detectors: the per-epoch record and the choice made
         record["history"] = detector.history_
         record["selected_epoch"] = detector.selected_epoch_
+    if model_dir is not None:
+        detector.save(model_dir)
     return record, is_novel, scores, detector.threshold_
 
 
@@ -142,11 +154,15 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
     bar = tqdm(todo, desc=f"{ds.name} {cfg.protocol}", unit="cell", disable=not progress)
     for cls, seed, spec in bar:
         bar.set_postfix_str(f"class {ds.class_names[cls]} seed {seed} {spec.label}")
-        record, is_novel, scores, threshold = run_cell(ds, cfg.protocol, cls, seed, spec, cfg.val_fraction,
-                                                       cfg.curves)
+        stem = f"{spec.label.replace(':', '_').replace(',', '_').replace('=', '')}/class{cls}_seed{seed}"
+        record, is_novel, scores, threshold = run_cell(
+            ds, cfg.protocol, cls, seed, spec, cfg.val_fraction, cfg.curves,
+            checkpoint_dir=out / "checkpoints" / stem,
+            model_dir=out / "models" / stem if cfg.save_models else None)
         record.update(provenance, command=cfg.command,
                       finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        stem = f"{spec.label.replace(':', '_').replace(',', '_').replace('=', '')}/class{cls}_seed{seed}"
+        if cfg.save_models:
+            record["model"] = f"models/{stem}"
         np_bytes = _npz_bytes(scores=scores, is_novel=is_novel)
         atomic_write_bytes(out / "scores" / f"{stem}.npz", np_bytes)
         if cfg.plots:
@@ -160,6 +176,7 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
                 record["curves_plot"] = str(curve.relative_to(out))
         results.append(record)
         atomic_write_json(results_path, {"results": results})
+        shutil.rmtree(out / "checkpoints" / stem, ignore_errors=True)  # the cell is safe in results.json
     write_report(out, results)
     return results
 
