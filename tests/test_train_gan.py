@@ -136,3 +136,16 @@ def test_bad_config_is_refused():
                       ({"select": "best-test"}, "select"), ({"batch_size": 0}, "batch_size")]:
         with pytest.raises(ValueError, match=match):
             GANConfig(**kw)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_and_cpu_scoring_agree(tmp_path):
+    from noveltykit import detectors
+
+    x, v = _data()
+    det = detectors.make("ede-gan", width=8, epochs=2, batch_size=16, device="cuda").fit(x, v)
+    gpu_scores = det.decision_function(x)
+    det.save(tmp_path / "m")
+    cpu = detectors.load(tmp_path / "m")
+    cpu.device = "cpu"  # score where there is no GPU
+    np.testing.assert_allclose(cpu.decision_function(x), gpu_scores, rtol=1e-3, atol=1e-5)
