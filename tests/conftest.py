@@ -42,3 +42,11 @@ torch.set_num_threads(1)
 def _offline(monkeypatch, tmp_path_factory):
     """Tests never touch the network; the real cache is only read by `realdata` tests."""
     monkeypatch.setenv("NOVELTYKIT_OFFLINE", "1")
+
+
+@pytest.fixture
+def isolated_data_env(tmp_path, monkeypatch):
+    """An empty cache in tmp and no user data folder: data tests see only what they create."""
+    monkeypatch.setenv("NOVELTYKIT_CACHE", str(tmp_path / "cache"))
+    for var in ("NOVELTYKIT_DATA", "NOVELTYKIT_CIFAR10_JPEG", "NOVELTYKIT_TIMEOUT"):
+        monkeypatch.delenv(var, raising=False)

@@ -19,12 +19,7 @@ from noveltykit.data.sources import (AptSource, CacheSource, DatasetSpec, NpmSou
                                      ensure_files)
 
 
-@pytest.fixture(autouse=True)
-def offline_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("NOVELTYKIT_OFFLINE", "1")
-    monkeypatch.setenv("NOVELTYKIT_CACHE", str(tmp_path / "cache"))
-    for var in ("NOVELTYKIT_DATA", "NOVELTYKIT_CIFAR10_JPEG", "NOVELTYKIT_TIMEOUT"):
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_data_env")
 
 
 GOOD = b"the right bytes\n" * 100

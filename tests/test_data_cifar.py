@@ -21,11 +21,7 @@ from noveltykit.data.sources import EnvFileSource
 
 
 @pytest.fixture(autouse=True)
-def offline_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("NOVELTYKIT_OFFLINE", "1")
-    monkeypatch.setenv("NOVELTYKIT_CACHE", str(tmp_path / "cache"))
-    for var in ("NOVELTYKIT_DATA", "NOVELTYKIT_CIFAR10_JPEG", "NOVELTYKIT_TIMEOUT"):
-        monkeypatch.delenv(var, raising=False)
+def offline_env(isolated_data_env, monkeypatch):
     # never let a test find (and decode) the real shared JPEG copy: only the env-var mirror stays
     monkeypatch.setattr(datasets, "CIFAR10_JPEG", dataclasses.replace(
         datasets.CIFAR10_JPEG, mirrors=(EnvFileSource("NOVELTYKIT_CIFAR10_JPEG"),)))

@@ -9,11 +9,7 @@ from noveltykit.data import load_dataset
 from noveltykit.data.folder import load_folder, load_image
 
 
-@pytest.fixture(autouse=True)
-def offline_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("NOVELTYKIT_OFFLINE", "1")
-    monkeypatch.setenv("NOVELTYKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("NOVELTYKIT_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_data_env")
 
 
 def save(path: Path, im: Image.Image, **kw) -> Path:

@@ -14,12 +14,7 @@ from noveltykit.data.checksums import FileSpec
 from noveltykit.data.idx import IdxError, parse_idx, read_idx
 
 
-@pytest.fixture(autouse=True)
-def offline_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("NOVELTYKIT_OFFLINE", "1")
-    monkeypatch.setenv("NOVELTYKIT_CACHE", str(tmp_path / "cache"))
-    for var in ("NOVELTYKIT_DATA", "NOVELTYKIT_CIFAR10_JPEG", "NOVELTYKIT_TIMEOUT"):
-        monkeypatch.delenv(var, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_data_env")
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -29,13 +29,7 @@ def plot_cell(path: str | Path, labels: np.ndarray, scores: np.ndarray, title: s
         ax_hist.axvline(threshold, c="k", ls="--", lw=1, label="threshold (validation)")
     ax_hist.set(xlabel="novelty score (higher = more novel)", ylabel="density", title="test scores")
     ax_hist.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def plot_training_curves(path: str | Path, history: list[dict], title: str, selected_epoch: int | None = None
@@ -57,6 +51,10 @@ def plot_training_curves(path: str | Path, history: list[dict], title: str, sele
     if selected_epoch is not None:
         for ax in (ax_loss, ax_auc):
             ax.axvline(selected_epoch + 1, c="grey", ls=":", lw=1)
+    return _save(fig, path, title)
+
+
+def _save(fig, path: str | Path, title: str) -> Path:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
