@@ -15,7 +15,6 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 from noveltykit.data import load_dataset, to_float
 from noveltykit.data.protocols import make_split
