@@ -51,3 +51,15 @@ def test_profile_prints_the_teachers_size(capsys):
     assert main(["profile", "--method", "ede-gan", "--width", "64", "--channels", "3"]) == 0
     out = capsys.readouterr().out
     assert "5.1237M params" in out and "55.837M MACs" in out
+
+
+def test_report_merges_bench_folders(tmp_path, capsys):
+    _write_folder(tmp_path / "imgs", np.random.default_rng(1))
+    for method, out in (("knn", "a"), ("pca", "b")):
+        assert main(["bench", "--dataset", f"folder:{tmp_path / 'imgs'}", "--method", method, "--seeds", "0,1",
+                     "--out", str(tmp_path / out), "--quiet", "--no-plots"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--seeds", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "| class | knn | pca |" in table and "±" not in table  # one seed left: no spread
+    assert main(["report", str(tmp_path / "a")]) == 0 and "±" in capsys.readouterr().out

@@ -42,10 +42,18 @@ def cmd_bench(args) -> int:
 def cmd_report(args) -> int:
     from .eval.bench import load_results
     from .eval.report import metric_table, write_report
-    results = load_results(Path(args.run) / "results.json")
-    if not results:
-        raise ValueError(f"{args.run}: no results.json with results")
-    write_report(args.run, results)
+    results = []
+    for run in args.run:
+        found = load_results(Path(run) / "results.json")
+        if not found:
+            raise ValueError(f"{run}: no results.json with results")
+        if len(args.run) == 1 and args.seeds is None:
+            write_report(run, found)  # a single folder's own report is rebuilt too
+        results += found
+    if args.seeds is not None:
+        results = [r for r in results if r["seed"] in args.seeds]
+    if len({(r["dataset"], r["protocol"]) for r in results}) > 1:
+        raise ValueError("these folders hold different datasets or protocols; report them one by one")
     print(metric_table(results, args.metric))
     return 0
 
@@ -96,8 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=cmd_bench)
 
-    rep = sub.add_parser("report", help="rebuild table.md and report.md of a bench folder; print a table")
-    rep.add_argument("run", help="a folder written by `noveltykit bench`")
+    rep = sub.add_parser("report", help="print the table of one or more bench folders (one folder: "
+                                        "also rebuild its table.md and report.md)")
+    rep.add_argument("run", nargs="+", help="folders written by `noveltykit bench` (same dataset and protocol)")
+    rep.add_argument("--seeds", type=_int_list, help="only these seeds, e.g. 0")
     rep.add_argument("--metric", default="auroc", choices=["auroc", "aupr", "fpr95", "prec_at_n"])
     rep.set_defaults(func=cmd_report)
 
