@@ -83,9 +83,13 @@ def _check_same_experiment(out: Path, experiment: dict) -> None:
         atomic_write_json(path, experiment)
 
 
-def resolve_classes(ds: ImageDataset, classes) -> list[int]:
+def resolve_classes(ds: ImageDataset, classes, protocol: str) -> list[int]:
+    """'all' = every class the protocol can train for (a folder dataset's 'novel' class has no
+    training images, so one-vs-rest skips it)."""
     if classes == "all" or classes == ["all"]:
-        return list(range(len(ds.class_names)))
+        counts = np.bincount(ds.train_y, minlength=len(ds.class_names))
+        normal = counts if protocol == "one-vs-rest" else counts.sum() - counts
+        return [c for c in range(len(ds.class_names)) if normal[c] >= 2]
     return [ds.class_index(c) for c in classes]
 
 
@@ -143,7 +147,7 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
     results = load_results(results_path)
     done = {cell_key(r) for r in results}
     specs = [MethodSpec.parse(m) for m in cfg.methods]
-    cells = [(c, s, m) for c in resolve_classes(ds, cfg.classes) for s in cfg.seeds for m in specs]
+    cells = [(c, s, m) for c in resolve_classes(ds, cfg.classes, cfg.protocol) for s in cfg.seeds for m in specs]
     todo = [(c, s, m) for c, s, m in cells
             if (ds.name, cfg.protocol, c, s, m.label) not in done]
     provenance = {"versions": package_versions(), "git_commit": git_commit(), "machine": machine(),
