@@ -36,17 +36,24 @@ def metric_table(results: list[dict], metric: str = "auroc", with_paper: bool = 
         row += [_fmt(list(by_cell[(cls, m)].values())) for m in methods]
         row += [f"{paper[k][cls]:.3f}" for k in paper]
         lines.append("| " + " | ".join(row) + " |")
-    mean_row = ["**MEAN**"]
+    lines.append(_mean_row("**MEAN**", classes, methods, by_cell, paper))
+    common = [(c, n) for c, n in classes if all(by_cell[(c, m)] for m in methods)]
+    if common and len(common) < len(classes):  # some method ran on fewer classes: compare like with like
+        label = f"**MEAN of classes {', '.join(str(c) for c, _ in common)}**"
+        lines.append(_mean_row(label, common, methods, by_cell, paper))
+    return "\n".join(lines)
+
+
+def _mean_row(label: str, classes, methods, by_cell, paper) -> str:
+    row = [label]
     for m in methods:
         seeds = sorted({s for c, _ in classes for s in by_cell[(c, m)]})
-        # A seed's mean counts only when that seed covers every class shown.
+        # A seed's mean counts only when that seed covers every class of the row.
         per_seed = [np.mean([by_cell[(c, m)][s] for c, _ in classes]) for s in seeds
                     if all(s in by_cell[(c, m)] for c, _ in classes)]
-        mean_row.append(f"**{_fmt(per_seed)}**" if per_seed else "-")
-    idx = [c for c, _ in classes]
-    mean_row += [f"{np.mean([paper[k][c] for c in idx]):.4f}" for k in paper]
-    lines.append("| " + " | ".join(mean_row) + " |")
-    return "\n".join(lines)
+        row.append(f"**{_fmt(per_seed)}**" if per_seed else "-")
+    row += [f"{np.mean([paper[k][c] for c, _ in classes]):.4f}" for k in paper]
+    return "| " + " | ".join(row) + " |"
 
 
 def timing_table(results: list[dict]) -> str:

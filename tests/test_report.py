@@ -1,0 +1,25 @@
+import pytest
+
+from noveltykit.eval.report import metric_table
+
+
+def _rec(cls, seed, method, auroc):
+    return {"dataset": "blobs", "protocol": "one-vs-rest", "class": cls, "class_name": f"c{cls}",
+            "seed": seed, "method": method, "auroc": auroc}
+
+
+def test_mean_rows_compare_like_with_like():
+    results = [_rec(c, s, "knn", 0.5 + 0.1 * c + 0.01 * s) for c in range(3) for s in (0, 1)]
+    results += [_rec(c, 0, "gan", 0.9) for c in (1, 2)]
+    lines = metric_table(results).splitlines()
+    assert lines[0] == "| class | knn | gan |"
+    mean, common = lines[-2], lines[-1]
+    # knn: per-seed means 0.6 and 0.61 -> 0.605 ± std; gan misses class 0, so no overall mean
+    assert mean.startswith("| **MEAN** | **0.6050 ± 0.0071** | - |")
+    assert common.startswith("| **MEAN of classes 1, 2** | **0.6550 ± 0.0071** | **0.9000** |")
+    assert "| 0 c0 | 0.5050 ± 0.0071 | - |" in lines
+
+
+def test_single_seed_cells_have_no_spread():
+    table = metric_table([_rec(0, 0, "knn", 0.7), _rec(1, 0, "knn", 0.8)])
+    assert "±" not in table and "**0.7500**" in table
