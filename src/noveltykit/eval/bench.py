@@ -95,7 +95,8 @@ def resolve_classes(ds: ImageDataset, classes, protocol: str) -> list[int]:
 
 def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodSpec,
              val_fraction: float, curves: bool = False, checkpoint_dir: Path | None = None,
-             model_dir: Path | None = None) -> tuple[dict, np.ndarray, np.ndarray, float]:
+             model_dir: Path | None = None, progress: bool = False
+             ) -> tuple[dict, np.ndarray, np.ndarray, float]:
     """Fit on normal training images, threshold on normal validation images, score the test split.
 
     Trained detectors checkpoint every epoch into `checkpoint_dir` (unless the spec names one) and
@@ -104,9 +105,11 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
     split = make_split(ds, protocol, cls, seed, val_fraction)
     train_x, val_x, test_x, is_novel = split.arrays(ds)
     detector = make(spec.detector, **{"random_state": seed, **dict(spec.params)})
-    if checkpoint_dir is not None and "checkpoint_dir" in detector.get_params() \
-            and detector.checkpoint_dir is None:
+    params = detector.get_params()
+    if checkpoint_dir is not None and "checkpoint_dir" in params and params["checkpoint_dir"] is None:
         detector.checkpoint_dir, detector.resume = str(checkpoint_dir), True
+    if progress and params.get("progress") is False and "progress" not in dict(spec.params):
+        detector.progress = True  # per-epoch bars inside a long cell
     if curves and hasattr(detector, "epoch_monitor"):
         detector.epoch_monitor = lambda score: {"diagnostic_test_auroc": auroc(is_novel, score(test_x))}
     t0 = time.perf_counter()
@@ -162,7 +165,7 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
         record, is_novel, scores, threshold = run_cell(
             ds, cfg.protocol, cls, seed, spec, cfg.val_fraction, cfg.curves,
             checkpoint_dir=out / "checkpoints" / stem,
-            model_dir=out / "models" / stem if cfg.save_models else None)
+            model_dir=out / "models" / stem if cfg.save_models else None, progress=progress)
         record.update(provenance, command=cfg.command,
                       finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         if cfg.save_models:
