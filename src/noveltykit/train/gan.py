@@ -121,29 +121,38 @@ def generator_losses(cfg: GANConfig, x, out, f_real, f_fake) -> dict[str, torch.
 
 
 @torch.no_grad()
-def score_batches(g: Generator, x: torch.Tensor, kind: str, batch_size: int = 512,
-                  device: str = "cpu") -> np.ndarray:
-    """Per-image novelty: latent error |z1 - z2|^2 or image error |x - x_hat|_1, in eval mode
-    (so a score never depends on which other images share its batch)."""
+def errors(g: Generator, x: torch.Tensor, batch_size: int = 512, device: str = "cpu"
+           ) -> dict[str, np.ndarray]:
+    """Per-image image error |x - x_hat|_1 and, with a second encoder, latent error |z1 - z2|^2,
+    from one pass in eval mode (so a score never depends on which other images share its batch)."""
     was_training = g.training
     g.eval()
-    out = []
+    image, latent = [], []
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device)
         o = g(xb)
-        err = (o.z1 - o.z2).pow(2) if kind == "latent" else (xb - o.x_hat).abs()
-        out.append(err.flatten(1).mean(1).double().cpu())
+        image.append((xb - o.x_hat).abs().flatten(1).mean(1).double().cpu())
+        if o.z2 is not None:
+            latent.append((o.z1 - o.z2).pow(2).flatten(1).mean(1).double().cpu())
     g.train(was_training)
-    return torch.cat(out).numpy()
+    out = {"image": torch.cat(image).numpy()}
+    if latent:
+        out["latent"] = torch.cat(latent).numpy()
+    return out
 
 
-@torch.no_grad()
+def score_batches(g: Generator, x: torch.Tensor, kind: str, batch_size: int = 512,
+                  device: str = "cpu") -> np.ndarray:
+    """Per-image novelty of one kind: "latent" (EDE-GAN) or "image" (ED-GAN, EDÊ-GAN)."""
+    return errors(g, x, batch_size, device)[kind]
+
+
 def validation_loss(cfg: GANConfig, g: Generator, x_val: torch.Tensor) -> float:
     """w_con L_con + w_enc L_enc on normal validation images (no adversarial term: it depends on
     a moving discriminator). The only signal `select="val"` may use."""
-    con = score_batches(g, x_val, "image", device=cfg.device).mean()
-    enc = score_batches(g, x_val, "latent", device=cfg.device).mean() if g.encoder2 is not None else 0.0
-    return float(cfg.w_con * con + cfg.w_enc * enc)
+    err = errors(g, x_val, device=cfg.device)
+    enc = err["latent"].mean() if "latent" in err else 0.0
+    return float(cfg.w_con * err["image"].mean() + cfg.w_enc * enc)
 
 
 @dataclass
@@ -198,6 +207,9 @@ def train_gan(cfg: GANConfig, x_train: torch.Tensor, x_val: torch.Tensor, *,
             best = (state["best"]["val_loss"], state["best"]["epoch"], state["best"]["g"])
 
     scoring = ema if ema is not None else g
+    # (EMA tensor, live tensor) pairs, built once: both share storage with the modules, which the
+    # optimiser and load_state_dict update in place.
+    ema_pairs = list(zip(ema.state_dict().values(), g.state_dict().values())) if ema is not None else []
     n, bs = len(x_train), cfg.batch_size
     for epoch in range(start, cfg.epochs):
         g.train()
@@ -227,7 +239,7 @@ def train_gan(cfg: GANConfig, x_train: torch.Tensor, x_val: torch.Tensor, *,
             opt_d.step()
             if ema is not None:
                 with torch.no_grad():
-                    for pe, p in zip(ema.state_dict().values(), g.state_dict().values()):
+                    for pe, p in ema_pairs:
                         pe.lerp_(p, 1 - cfg.ema_decay) if pe.is_floating_point() else pe.copy_(p)
             batch = torch.stack([lg["g"], lg["con"], lg["enc"], lg["adv"], loss_d]).detach()
             sums += batch
