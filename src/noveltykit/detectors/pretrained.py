@@ -1,0 +1,125 @@
+"""Detectors on pretrained ImageNet features: a frozen EfficientNet-Lite0 turns each image into a
+pooled feature vector (`features.FeatureExtractor`), and a vector head scores it.
+
+    feat-knn     mean cosine (or Euclidean) distance to the k nearest normal feature vectors
+    feat-gauss   squared Mahalanobis distance, Ledoit-Wolf shrinkage covariance
+    feat-ocsvm   the `ocsvm` detector's own code, on feature vectors
+
+The network weights come from an installed package, never from a saved model: a saved detector
+holds only what its head learned, plus the weights' sha256, checked when it is loaded. The
+extractor is built when first needed, so parameters can be set and checked without the package.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..features.extractor import FeatureExtractor, parse_stages, stages_label
+from ..features.weights import PretrainedWeightsMismatch, weights_sha256
+from .base import Detector
+from .registry import register
+from .vectors import DetectorHead, GaussianHead, KNNHead, VectorHead
+
+
+class FeatureDetector(Detector):
+    """Images -> pretrained features -> `_make_head()`. Subclasses add the head's parameters."""
+
+    def __init__(self, size: int = 224, input_scaling: str = "pm1", stages: str = "last",
+                 backbone: str = "efficientnet-lite0", batch_size: int | None = None, device: str = "cpu",
+                 progress: bool = False, **base):
+        super().__init__(**base)
+        self.size, self.input_scaling, self.backbone = int(size), input_scaling, backbone
+        self.stages = stages_label(parse_stages(stages))  # canonical: '5+last' however spelt
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.device, self.progress = device, progress
+        self.extractor()  # check the settings now; the weights are only touched on use
+        self._make_head()
+        # Optional features.FeatureStore of images seen before (the benchmark runner fills it
+        # with a dataset's cached features): known images skip the network.
+        self.feature_store = None
+        self._val_features: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _make_head(self) -> VectorHead:
+        raise NotImplementedError
+
+    def extractor(self) -> FeatureExtractor:
+        """Built from the current parameters (cheap: the network is loaded once per process)."""
+        return FeatureExtractor(self.backbone, self.size, self.input_scaling, self.stages,
+                                self.batch_size, self.device, self.progress)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        extractor = self.extractor()
+        if self.feature_store is not None:
+            return torch.from_numpy(self.feature_store.features(x, extractor))
+        return torch.from_numpy(extractor(x))
+
+    def _fit(self, x, x_val):
+        sha = weights_sha256(self.backbone)  # missing package: the install hint, before any work
+        f, f_val = self.features(x), self.features(x_val)
+        self.head_ = self._make_head()
+        self.head_.fit(f, f_val)
+        self.weights_sha256_, self.feature_dim_ = sha, int(f.shape[1])
+        # `fit` scores x_val next, for the threshold: keep its features for that one call.
+        self._val_features = (x_val, f_val)
+
+    def _score(self, x) -> np.ndarray:
+        kept, self._val_features = self._val_features, None
+        f = kept[1] if kept is not None and kept[0] is x else self.features(x)
+        return self.head_.score(f)
+
+    def _state(self):
+        return {f"head.{k}": v for k, v in self.head_.state().items()}
+
+    def _info(self) -> dict:
+        return {"weights_sha256": self.weights_sha256_, "feature_dim": self.feature_dim_,
+                "head": self.head_.info()}
+
+    def _load_state(self, tensors, info):
+        saved, current = info.get("weights_sha256"), weights_sha256(self.backbone)
+        if saved != current:
+            raise PretrainedWeightsMismatch(
+                f"{self.name}: the model was fitted on features of {self.backbone} weights with sha256 "
+                f"{saved}, but the installed weights have {current}; refit it, or install the weights "
+                "it was fitted with")
+        self.weights_sha256_, self.feature_dim_ = current, int(info["feature_dim"])
+        self.head_ = self._make_head()
+        self.head_.load_state({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")},
+                              info.get("head", {}))
+
+
+@register
+class FeatKNNDetector(FeatureDetector):
+    name = "feat-knn"
+
+    def __init__(self, k: int = 5, metric: str = "cosine", **features):
+        self.k, self.metric = int(k), metric
+        super().__init__(**features)
+
+    def _make_head(self):
+        return KNNHead(self.k, self.metric)
+
+
+@register
+class FeatGaussDetector(FeatureDetector):
+    name = "feat-gauss"
+
+    def __init__(self, shrinkage: float | None = None, **features):
+        """`shrinkage`: None = Ledoit-Wolf's estimate, or a weight in [0, 1] on the scaled identity."""
+        self.shrinkage = shrinkage
+        super().__init__(**features)
+
+    def _make_head(self):
+        return GaussianHead(self.shrinkage)
+
+
+@register
+class FeatOCSVMDetector(FeatureDetector):
+    name = "feat-ocsvm"
+
+    def __init__(self, nu: float = 0.1, gamma: float | str = "scale", max_train: int = 10000, **features):
+        self.nu, self.gamma, self.max_train = nu, gamma, int(max_train)
+        super().__init__(**features)
+
+    def _make_head(self):
+        return DetectorHead("ocsvm", nu=self.nu, gamma=self.gamma, max_train=self.max_train,
+                            random_state=self.random_state)

@@ -1,0 +1,86 @@
+"""On-disk feature cache: the features of one (dataset, split) under one extractor, computed once.
+
+Files live in `<cache>/features/` (`NOVELTYKIT_CACHE`, else `~/.cache/noveltykit`). The name is
+a hash of the key (dataset, split, backbone, size, input scaling, stages, weights sha256,
+extractor version), so changing any of them computes afresh. Each entry is a `.npy` of float32
+features and a `.json` with the key, the shape and a sha1 of the images; both are written
+atomically, and a file that does not match (other images, another key, damaged) is recomputed.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..data.cache import cache_root
+from ..fileio import atomic_write_bytes, atomic_write_json
+
+FEATURES_SUBDIR = "features"
+
+
+def features_cache_dir() -> Path:
+    return cache_root() / FEATURES_SUBDIR
+
+
+def key_digest(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def images_sha1(images: np.ndarray) -> str:
+    """sha1 of the pixels, shape and dtype: the same name may hold other images (a re-decode)."""
+    arr = np.ascontiguousarray(images)
+    h = hashlib.sha1(f"{arr.dtype}{arr.shape}".encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def cache_paths(key: dict) -> tuple[Path, Path]:
+    """(features .npy, key .json) for a key; the readable prefix is only for people listing files."""
+    prefix = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{key['dataset']}-{key['split']}")[:60]
+    stem = features_cache_dir() / f"{prefix}-{key_digest(key)[:20]}"
+    return stem.with_suffix(".npy"), stem.with_suffix(".json")
+
+
+def _load(npy: Path, meta_path: Path, expected: dict) -> np.ndarray | None:
+    """The cached features if both files are there and match, else None (with a warning if damaged)."""
+    if not (npy.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if any(meta.get(k) != v for k, v in expected.items()):
+            raise ValueError("its key or images differ from the ones asked for")
+        feats = np.load(npy, allow_pickle=False)
+        if list(feats.shape) != meta.get("shape") or feats.dtype != np.float32:
+            raise ValueError(f"shape {feats.shape} {feats.dtype} is not the recorded {meta.get('shape')} float32")
+        return feats
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        warnings.warn(f"feature cache {npy.name} not used, recomputing: {exc}", stacklevel=3)
+        return None
+
+
+def cached_features(extractor, images: np.ndarray, dataset: str, split: str,
+                    progress: bool | None = None) -> np.ndarray:
+    """Features of a dataset split's uint8 images, from the cache or computed and cached.
+
+    `extractor`: a FeatureExtractor (anything with `key()` and `__call__(images, progress=)`).
+    """
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+        raise ValueError("cached_features takes a dataset's uint8 image array")
+    key = {"dataset": dataset, "split": split, **extractor.key()}
+    npy, meta_path = cache_paths(key)
+    expected = {"key": key, "n_images": len(images), "images_sha1": images_sha1(images)}
+    feats = _load(npy, meta_path, expected)
+    if feats is None:
+        feats = np.ascontiguousarray(extractor(images, progress=progress), dtype=np.float32)
+        if len(feats) != len(images):
+            raise RuntimeError(f"extractor returned {len(feats)} rows for {len(images)} images")
+        buf = io.BytesIO()
+        np.save(buf, feats, allow_pickle=False)
+        atomic_write_bytes(npy, buf.getvalue())
+        atomic_write_json(meta_path, {**expected, "shape": list(feats.shape)})  # last: it vouches for the .npy
+    return feats

@@ -1,0 +1,147 @@
+"""Images -> pooled pretrained features: (N, C, H, W) in [-1, 1] or uint8 -> (N, D) float32.
+
+Each batch is made 3-channel (grey repeated), resized to `size` x `size` (bilinear, antialiased
+when shrinking), scaled for the network (`pm1`: the [-1, 1] images as they are; `imagenet`:
+[0, 1] then ImageNet mean/std), run through the frozen backbone in eval mode, and every requested
+stage is average-pooled over space; the pooled stages are concatenated in network order.
+
+Every network call sees exactly `batch_size` images (the last batch is padded with copies):
+convolution kernels pick other code paths at other batch sizes, so an image's features would
+otherwise change in the last float bits with how many images came with it.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..data.images import to_float
+from ..nets.efficientnet_lite import STAGE_CHANNELS, load_lite0
+from .weights import BACKBONES, weights_path, weights_sha256
+
+INPUT_SCALINGS = ("pm1", "imagenet")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+MIN_SIZE = 32  # the backbone downsamples 32x: smaller inputs leave nothing to pool
+# Images per network call, (CPU, GPU), when batch_size is None: on a CPU small batches stay in
+# cache and run faster per image; a GPU wants large ones.
+DEFAULT_BATCH = (8, 128)
+# Bump when preprocessing or pooling changes what features come out: it invalidates caches.
+EXTRACTOR_VERSION = 1
+
+
+def parse_stages(stages: str) -> tuple[int | str, ...]:
+    """'last' or e.g. '4,5,last' / '4+5+last' (a comma would split a command-line method spec)
+    -> (4, 5, 'last'): unique stages in network order."""
+    parsed: list[int | str] = []
+    for item in re.split(r"[,+]", str(stages)):
+        item = item.strip().lower()
+        stage = int(item) if item.lstrip("-").isdigit() else item
+        if stage not in STAGE_CHANNELS:
+            raise ValueError(f"stages: {item!r} is not a stage; use 0 (stem), 1..7 (block groups) "
+                             f"or 'last' (the 1280-d head), joined by + or a comma, e.g. '4+5+last'")
+        if stage not in parsed:
+            parsed.append(stage)
+    return tuple(sorted(parsed, key=lambda s: 99 if s == "last" else s))
+
+
+def stages_label(stages: tuple[int | str, ...]) -> str:
+    """The canonical spelling, e.g. '4+5+last': what parameters, keys and labels show."""
+    return "+".join(map(str, stages))
+
+
+def resolve_device(device: str) -> str:
+    """'auto' = a GPU when present; a model fitted on a GPU still scores where there is none."""
+    if device == "auto" or device.startswith("cuda"):
+        return device.replace("auto", "cuda") if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@functools.lru_cache(maxsize=4)
+def load_backbone(backbone: str, device: str = "cpu") -> torch.nn.Module:
+    """The frozen pretrained network, loaded once per process and device (it is never modified)."""
+    weights_sha256(backbone)  # a damaged or foreign file fails here, before it is used
+    return load_lite0(weights_path(backbone)).to(device)
+
+
+class FeatureExtractor:
+    """Callable: images -> (N, dim) features. Cheap to build; the network loads on first use."""
+
+    def __init__(self, backbone: str = "efficientnet-lite0", size: int = 224, input_scaling: str = "pm1",
+                 stages: str = "last", batch_size: int | None = None, device: str = "cpu",
+                 progress: bool = False):
+        if backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
+        if int(size) < MIN_SIZE:
+            raise ValueError(f"size must be >= {MIN_SIZE}, got {size}")
+        if input_scaling not in INPUT_SCALINGS:
+            raise ValueError(f"input_scaling must be one of {INPUT_SCALINGS}, got {input_scaling!r}")
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+        self.backbone, self.size, self.input_scaling = backbone, int(size), input_scaling
+        self.stages = parse_stages(stages)
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self.device, self.progress = device, progress
+
+    @property
+    def dim(self) -> int:
+        return sum(STAGE_CHANNELS[s] for s in self.stages)
+
+    def key(self) -> dict:
+        """Everything that changes the features; needs the weights package (for their sha256)."""
+        return {"backbone": self.backbone, "size": self.size, "input_scaling": self.input_scaling,
+                "stages": stages_label(self.stages), "weights_sha256": weights_sha256(self.backbone),
+                "extractor_version": EXTRACTOR_VERSION}
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A float batch in [-1, 1] -> the network's input: 3 channels, size x size, scaled."""
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        elif x.shape[1] != 3:
+            raise ValueError(f"images must have 1 or 3 channels, got {x.shape[1]}")
+        if tuple(x.shape[2:]) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                              antialias=self.size < max(x.shape[2:]))
+        if self.input_scaling == "imagenet":
+            mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+            x = ((x + 1) / 2 - mean) / std
+        return x.contiguous()
+
+    def _run(self, images, head, progress: bool | None = None) -> np.ndarray:
+        if len(images) == 0:
+            raise ValueError("no images to extract features from")
+        device = resolve_device(self.device)
+        net = load_backbone(self.backbone, device)
+        per_call = self.batch_size or DEFAULT_BATCH[torch.device(device).type != "cpu"]
+        out = []
+        bar = tqdm(range(0, len(images), per_call), desc=f"{self.backbone} features at {self.size}px",
+                   unit="batch", disable=not (self.progress if progress is None else progress), leave=False)
+        with torch.inference_mode():
+            for i in bar:
+                # uint8 is scaled batch by batch: a whole dataset as float32 would be 4x its size
+                batch = to_float(images[i:i + per_call]).to(device)
+                n = len(batch)
+                if n < per_call:  # pad: convolutions give bitwise other results at other batch sizes
+                    batch = torch.cat([batch, batch[-1:].expand(per_call - n, -1, -1, -1)])
+                out.append(head(net, self.prepare(batch))[:n].float().cpu())
+        return torch.cat(out).numpy()
+
+    def __call__(self, images, progress: bool | None = None) -> np.ndarray:
+        """(N, C, H, W) uint8 or float in [-1, 1], array or tensor -> (N, dim) float32.
+        `progress`: a bar over batches (None = the extractor's setting)."""
+        def pooled(net, x):
+            maps = net.stage_maps(x, self.stages)
+            return torch.cat([maps[s].mean(dim=(2, 3)) for s in self.stages], dim=1)
+        return self._run(images, pooled, progress)
+
+    def logits(self, images, progress: bool | None = None) -> np.ndarray:
+        """ImageNet class logits (N, 1000), with the same preprocessing; for sanity checks."""
+        return self._run(images, lambda net, x: net(x), progress)
+
+    def __repr__(self) -> str:
+        return (f"FeatureExtractor({self.backbone!r}, size={self.size}, input_scaling={self.input_scaling!r}, "
+                f"stages={stages_label(self.stages)!r})")
