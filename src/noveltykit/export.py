@@ -30,26 +30,32 @@ def _require(module: str):
 
 def export_onnx(detector, path: str | Path, opset: int = 17) -> Path:
     """Write `detector`'s scoring graph to `path` with its threshold as metadata."""
-    onnx = _require("onnx")
     if not hasattr(detector, "scoring_module"):
         raise ValueError(f"{detector.name}: only generator-based detectors export to ONNX "
                          "(ede-gan, ed-gan, edhat-gan, kdgan)")
-    module = detector.scoring_module().cpu().eval()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(2, *detector.input_shape_)
-    with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), str(path), input_names=["images"], output_names=["scores"],
-                          dynamic_axes={"images": {0: "batch"}, "scores": {0: "batch"}},
-                          opset_version=opset, dynamo=False)
-    model = onnx.load(str(path))
     meta = {"threshold": repr(float(detector.threshold_)), "detector": detector.name,
             "params": json.dumps(detector.get_params(), sort_keys=True),
             "input_shape": json.dumps(list(detector.input_shape_)), "input": INPUT_NOTE,
             "higher_is": "more novel", "version": __version__}
-    _set_metadata(model, meta)
-    onnx.save(model, str(path))
+    return export_module(detector.scoring_module(), detector.input_shape_, path, meta, opset)
+
+
+def export_module(module: torch.nn.Module, input_shape: tuple[int, ...], path: str | Path,
+                  metadata: dict[str, str] | None = None, opset: int = 17) -> Path:
+    """Trace images (N, *input_shape) -> scores (N,) into an ONNX file, batch axis dynamic."""
+    onnx = _require("onnx")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(2, *input_shape)
+    with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.cpu().eval(), (example,), str(path), input_names=["images"],
+                          output_names=["scores"], dynamic_axes={"images": {0: "batch"}, "scores": {0: "batch"}},
+                          opset_version=opset, dynamo=False)
+    if metadata:
+        model = onnx.load(str(path))
+        _set_metadata(model, metadata)
+        onnx.save(model, str(path))
     return path
 
 
