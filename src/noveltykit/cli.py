@@ -151,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "also rebuild its table.md and report.md)")
     rep.add_argument("run", nargs="+", help="folders written by `noveltykit bench` (same dataset and protocol)")
     rep.add_argument("--seeds", type=_int_list, help="only these seeds, e.g. 0")
-    rep.add_argument("--metric", default="auroc", choices=["auroc", "aupr", "fpr95", "prec_at_n"])
+    rep.add_argument("--metric", default="auroc", choices=["auroc", "aupr", "fpr95", "prec_at_n", "auroc_val"],
+                     help="auroc_val: AUROC of the epoch with the lowest normal-validation loss "
+                          "(what select=val gives; needs bench --curves)")
     rep.set_defaults(func=cmd_report)
 
     prof = sub.add_parser("profile", help="parameters and multiply-accumulates of a GAN detector's networks")
