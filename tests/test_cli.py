@@ -63,3 +63,35 @@ def test_report_merges_bench_folders(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| class | knn | pca |" in table and "±" not in table  # one seed left: no spread
     assert main(["report", str(tmp_path / "a")]) == 0 and "±" in capsys.readouterr().out
+
+
+def test_distill_export_and_set_threshold(tmp_path, capsys):
+    _write_folder(tmp_path / "imgs", np.random.default_rng(2))
+    dataset = f"folder:{tmp_path / 'imgs'}"
+    fast = "width=4,epochs=2,batch_size=8"
+    assert main(["bench", "--dataset", dataset, "--method", f"ede-gan:{fast}", "--classes", "normal",
+                 "--out", str(tmp_path / "t"), "--save-models", "--quiet", "--no-plots"]) == 0
+    teacher = tmp_path / "t" / json.loads((tmp_path / "t" / "results.json").read_text())["results"][0]["model"]
+    capsys.readouterr()
+    args = ["distill", "--teacher", str(teacher), "--dataset", dataset, "--class", "normal", "--width", "1",
+            "--structure", "KDGAN-2", "--epochs", "2", "--out", str(tmp_path / "s"), "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "KDGAN-2 u=1 student AUROC" in out and "teacher AUROC" in out
+    record = json.loads((tmp_path / "s" / "results.json").read_text())["results"][0]
+    assert record["method"] == "kdgan:structure=2,width=1,preset=default,budget=cpu,epochs=2"
+    assert record["params"]["teacher_dir"] == str(teacher.resolve()) and len(record["history"]) == 2
+    # the teacher in the student's cell is the saved one: same split, same scores, same AUROC
+    teacher_record = json.loads((tmp_path / "t" / "results.json").read_text())["results"][0]
+    assert record["teacher_auroc"] == teacher_record["auroc"]
+    assert main(args) == 0  # rerun: resumes, nothing recomputed
+    assert len(json.loads((tmp_path / "s" / "results.json").read_text())["results"]) == 1
+
+    onnx_path = tmp_path / "student.onnx"
+    assert main(["export", str(tmp_path / "s" / record["model"]), "--out", str(onnx_path)]) == 0
+    assert f"threshold {record['threshold']!r}" in capsys.readouterr().out
+    assert main(["set-threshold", str(onnx_path), "0.25"]) == 0
+    assert "-> 0.25" in capsys.readouterr().out
+    assert main(["export", str(tmp_path / "nothing"), "--out", str(onnx_path)]) == 2
+    assert main(["distill", "--teacher", str(tmp_path / "nothing"), "--dataset", dataset, "--class", "normal",
+                 "--out", str(tmp_path / "x")]) == 2

@@ -17,8 +17,11 @@ from conftest import make_blobs_dataset
 # Small, fast settings per detector; the contract must hold for any parameters.
 GAN_FAST = {"width": 4, "epochs": 10, "batch_size": 8, "preset": "paper"}
 FEAT_FAST = {"size": 32}  # pretrained features at the images' own size: no resize, small network passes
+KDGAN_FAST = {**GAN_FAST, "width": 2, "epochs": 5, "preset": "default", "teacher_budget": "quick",
+              "teacher_width": 16}  # a u=2 student with BatchNorm ("paper") can rank backwards on blobs
 FAST_PARAMS = {"ocsvm": {"max_train": 200}, "ede-gan": GAN_FAST, "ed-gan": GAN_FAST, "edhat-gan": GAN_FAST,
-               "feat-knn": FEAT_FAST, "feat-gauss": FEAT_FAST, "feat-ocsvm": {**FEAT_FAST, "max_train": 200}}
+               "kdgan": KDGAN_FAST, "feat-knn": FEAT_FAST, "feat-gauss": FEAT_FAST,
+               "feat-ocsvm": {**FEAT_FAST, "max_train": 200}}
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 import pytest
 
-from noveltykit.eval.report import metric_table
+from noveltykit.eval.report import metric_table, metric_value
 
 
 def _rec(cls, seed, method, auroc):
@@ -23,3 +23,14 @@ def test_mean_rows_compare_like_with_like():
 def test_single_seed_cells_have_no_spread():
     table = metric_table([_rec(0, 0, "knn", 0.7), _rec(1, 0, "knn", 0.8)])
     assert "±" not in table and "**0.7500**" in table
+
+
+def test_val_selected_auroc_is_read_at_the_lowest_validation_loss():
+    trained = _rec(0, 0, "gan", 0.70)  # the last epoch's AUROC
+    trained["history"] = [{"val_loss": 3.0, "diagnostic_test_auroc": 0.60},
+                          {"val_loss": 1.0, "diagnostic_test_auroc": 0.80},  # lowest validation loss
+                          {"val_loss": 2.0, "diagnostic_test_auroc": 0.95}]  # best on test: never chosen
+    no_curves = _rec(0, 0, "knn", 0.5)
+    assert metric_value(trained, "auroc_val") == 0.80 and metric_value(no_curves, "auroc_val") is None
+    table = metric_table([trained, no_curves], metric="auroc_val")
+    assert "| 0 c0 | 0.8000 | - |" in table

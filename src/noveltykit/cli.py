@@ -39,6 +39,49 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_distill(args) -> int:
+    from .distill import PLAN_NAMES, parse_structure
+    from .eval.bench import BenchConfig, run_benchmark
+    from .eval.methods import MethodSpec
+    structure = parse_structure(args.structure)
+    params = {"structure": structure, "width": args.width, "preset": args.preset, "budget": args.budget}
+    params.update({k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None})
+    alias = "kdgan:" + ",".join(f"{k}={v}" for k, v in params.items())
+    if args.teacher:
+        if not (Path(args.teacher) / "config.json").is_file():
+            raise FileNotFoundError(f"{args.teacher}: no saved detector here (config.json); save teachers "
+                                    "with `noveltykit bench --method ede-gan --save-models`")
+        params["teacher_dir"] = str(Path(args.teacher).resolve())
+    spec = MethodSpec("kdgan", tuple(params.items()), alias=alias)
+    cfg = BenchConfig(dataset=args.dataset, methods=[spec], protocol=args.protocol, classes=[args.cls],
+                      seeds=[args.seed], val_fraction=args.val_fraction, out=args.out,
+                      data_dir=args.data_dir, curves=args.curves, save_models=True,
+                      command=shlex.join(["noveltykit", *args.argv]))
+    for r in run_benchmark(cfg, progress=not args.quiet):
+        if r["method"] == alias and r["seed"] == args.seed:
+            print(f"class {r['class_name']}: {PLAN_NAMES[structure]} u={args.width} student AUROC "
+                  f"{r['auroc']:.4f}, teacher AUROC {r.get('teacher_auroc', float('nan')):.4f}; "
+                  f"student saved in {Path(args.out) / r['model']}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .detectors import load
+    from .export import export_onnx, read_metadata
+    path = export_onnx(load(args.model), args.out)
+    meta = read_metadata(path)
+    print(f"{path}: {meta['detector']} scores images {meta['input']}; threshold {meta['threshold']}")
+    return 0
+
+
+def cmd_set_threshold(args) -> int:
+    from .export import read_metadata, set_threshold
+    before = read_metadata(args.onnx).get("threshold")
+    set_threshold(args.onnx, args.threshold)
+    print(f"{args.onnx}: threshold {before} -> {read_metadata(args.onnx)['threshold']}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from .eval.bench import load_results
     from .eval.report import metric_table, write_report
@@ -108,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "also rebuild its table.md and report.md)")
     rep.add_argument("run", nargs="+", help="folders written by `noveltykit bench` (same dataset and protocol)")
     rep.add_argument("--seeds", type=_int_list, help="only these seeds, e.g. 0")
-    rep.add_argument("--metric", default="auroc", choices=["auroc", "aupr", "fpr95", "prec_at_n"])
+    rep.add_argument("--metric", default="auroc", choices=["auroc", "aupr", "fpr95", "prec_at_n", "auroc_val"],
+                     help="auroc_val: AUROC of the epoch with the lowest normal-validation loss "
+                          "(what select=val gives; needs bench --curves)")
     rep.set_defaults(func=cmd_report)
 
     prof = sub.add_parser("profile", help="parameters and multiply-accumulates of a GAN detector's networks")
@@ -116,6 +161,38 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--width", type=int, default=64, help="u: 64 for the teacher")
     prof.add_argument("--channels", type=int, default=3, choices=[1, 3])
     prof.set_defaults(func=cmd_profile)
+
+    dist = sub.add_parser("distill", help="distil an EDE-GAN teacher into a small student (P-KDGAN) on one "
+                                          "class, evaluate both, save the student")
+    dist.add_argument("--teacher", help="a saved ede-gan detector (bench --save-models); "
+                                        "default: train one here, kept under OUT/teachers")
+    dist.add_argument("--dataset", required=True)
+    dist.add_argument("--class", dest="cls", required=True, help="the normal class (index or name)")
+    dist.add_argument("--seed", type=int, default=0)
+    dist.add_argument("--protocol", default="one-vs-rest", choices=["one-vs-rest", "leave-one-out"])
+    dist.add_argument("--val-fraction", type=float, default=0.1)
+    dist.add_argument("--width", type=int, default=2, help="the student's u (paper: 8 CIFAR-10, 2 MNIST, 1 FMNIST)")
+    dist.add_argument("--structure", default="p23",
+                      help="1-4 (KDGAN-n), p23 or p24 (P-KDGAN-II: KDGAN-2, then KDGAN-3 or -4)")
+    dist.add_argument("--preset", default="default")
+    dist.add_argument("--budget", default="cpu", help="quick | cpu | full (per distillation step)")
+    dist.add_argument("--epochs", type=int, help="override the budget's epochs per step")
+    dist.add_argument("--device", help="cpu (default) or cuda")
+    dist.add_argument("--out", required=True, help="output folder; rerunning resumes")
+    dist.add_argument("--data-dir")
+    dist.add_argument("--curves", action="store_true", help="diagnostic test AUROC per epoch")
+    dist.add_argument("--quiet", action="store_true")
+    dist.set_defaults(func=cmd_distill)
+
+    exp = sub.add_parser("export", help="export a saved generator-based detector to ONNX")
+    exp.add_argument("model", help="a saved detector folder (config.json + weights.safetensors)")
+    exp.add_argument("--out", required=True, help="the .onnx file to write")
+    exp.set_defaults(func=cmd_export)
+
+    thr = sub.add_parser("set-threshold", help="change the threshold stored in an exported ONNX file")
+    thr.add_argument("onnx")
+    thr.add_argument("threshold", type=float)
+    thr.set_defaults(func=cmd_set_threshold)
 
     det = sub.add_parser("detectors", help="list detectors and their default parameters")
     det.set_defaults(func=cmd_detectors)

@@ -7,11 +7,12 @@ The networks are plain modules (`nets.dcgan`); training is `train.gan.train_gan`
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import numpy as np
 import torch
 
-from ..train.gan import GANConfig, build_networks, resolve_config, score_batches, train_gan
+from ..train.gan import GANConfig, ScoreModule, build_networks, resolve_config, score_batches, train_gan
 from .base import Detector, as_image_tensor
 from .registry import register
 
@@ -56,15 +57,18 @@ class _GANDetector(Detector):
             raise ValueError(f"{self.name}: the DCGAN networks take 32x32 images, got "
                              f"{x.shape[2]}x{x.shape[3]}; load data through noveltykit.data (it resizes)")
         cfg = self.config(channels=x.shape[1])
-        on_epoch_end = None
-        if self.epoch_monitor is not None:
-            def on_epoch_end(epoch, g):
-                return self.epoch_monitor(
-                    lambda X: score_batches(g, as_image_tensor(X), cfg.score_kind, device=cfg.device))
         result = train_gan(cfg, x, x_val, checkpoint_dir=self.checkpoint_dir, resume=self.resume,
-                           progress=self.progress, on_epoch_end=on_epoch_end)
+                           progress=self.progress, on_epoch_end=self._diagnostic_monitor(cfg))
         self.generator_, self.discriminator_ = result.generator.cpu(), result.discriminator.cpu()
         self.history_, self.selected_epoch_ = result.history, result.selected_epoch
+        self.train_fingerprint_ = fingerprint(x)
+
+    def _diagnostic_monitor(self, cfg):
+        """on_epoch_end for the trainers when a diagnostic `epoch_monitor` is set."""
+        if self.epoch_monitor is None:
+            return None
+        return lambda epoch, g: self.epoch_monitor(
+            lambda X: score_batches(g, as_image_tensor(X), cfg.score_kind, device=cfg.device))
 
     def _score(self, x) -> np.ndarray:
         cfg = self.config(x.shape[1])
@@ -79,7 +83,8 @@ class _GANDetector(Detector):
 
     def _info(self) -> dict:
         config = dataclasses.asdict(self.config(self.input_shape_[0]))
-        return {"config": config, "history": self.history_, "selected_epoch": self.selected_epoch_}
+        return {"config": config, "history": self.history_, "selected_epoch": self.selected_epoch_,
+                "train_fingerprint": self.train_fingerprint_}
 
     def _load_state(self, tensors, info):
         g, d = build_networks(self.config(channels=self.input_shape_[0]))
@@ -87,6 +92,17 @@ class _GANDetector(Detector):
         d.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("d.")})
         self.generator_, self.discriminator_ = g.eval(), d.eval()
         self.history_, self.selected_epoch_ = info.get("history", []), info.get("selected_epoch", 0)
+        self.train_fingerprint_ = info.get("train_fingerprint")
+
+    def scoring_module(self) -> torch.nn.Module:
+        """images (N, C, 32, 32) in [-1, 1] -> novelty scores (N,): what ONNX export traces."""
+        self._check_fitted()
+        return ScoreModule(self.generator_, self.config(self.input_shape_[0]).score_kind)
+
+
+def fingerprint(x: torch.Tensor) -> str:
+    """A short hash of the training images: tells whether two models saw the same data."""
+    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 @register

@@ -36,7 +36,7 @@ EXPERIMENT_FIELDS = ("dataset", "protocol", "val_fraction")
 @dataclass
 class BenchConfig:
     dataset: str
-    methods: list[str]
+    methods: list[str | MethodSpec]
     protocol: str = "one-vs-rest"
     classes: list[int | str] | str = "all"
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -53,8 +53,8 @@ class BenchConfig:
             raise ValueError(f"unknown protocol {self.protocol!r}; choose one of {PROTOCOLS}")
         if not self.methods:
             raise ValueError("give at least one method")
-        for spec in self.methods:
-            MethodSpec.parse(spec)  # fail before any work on a malformed spec
+        self.methods = [m if isinstance(m, MethodSpec) else MethodSpec.parse(m)  # fail before any work
+                        for m in self.methods]
         if not self.seeds:
             raise ValueError("give at least one seed")
 
@@ -96,12 +96,14 @@ def resolve_classes(ds: ImageDataset, classes, protocol: str) -> list[int]:
 
 def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodSpec,
              val_fraction: float, curves: bool = False, checkpoint_dir: Path | None = None,
-             model_dir: Path | None = None, progress: bool = False
+             model_dir: Path | None = None, progress: bool = False, teacher_cache: Path | None = None
              ) -> tuple[dict, np.ndarray, np.ndarray, float]:
     """Fit on normal training images, threshold on normal validation images, score the test split.
 
     Trained detectors checkpoint every epoch into `checkpoint_dir` (unless the spec names one) and
     resume from it, so a killed benchmark loses at most one epoch. `model_dir`: save the model.
+    Distilled students keep the teachers they train in `teacher_cache`, one per class and seed,
+    shared by every student of that cell (unless the spec names a teacher or a cache).
     """
     split = make_split(ds, protocol, cls, seed, val_fraction)
     train_x, val_x, test_x, is_novel = split.arrays(ds)
@@ -109,6 +111,8 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
     params = detector.get_params()
     if checkpoint_dir is not None and "checkpoint_dir" in params and params["checkpoint_dir"] is None:
         detector.checkpoint_dir, detector.resume = str(checkpoint_dir), True
+    if teacher_cache is not None and params.get("teacher_cache", False) is None and params["teacher_dir"] is None:
+        detector.teacher_cache = str(teacher_cache)
     if progress and params.get("progress") is False and "progress" not in dict(spec.params):
         detector.progress = True  # per-epoch bars inside a long cell
     if curves and hasattr(detector, "epoch_monitor"):
@@ -138,6 +142,8 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
         "n_train": len(train_x), "n_val": len(val_x), "n_test": len(test_x),
         "n_test_novel": int(is_novel.sum()), "val_fraction": val_fraction,
     }
+    if getattr(detector, "teacher_", None) is not None:  # a distilled student: its teacher, same cell
+        record["teacher_auroc"] = auroc(is_novel, detector.teacher_.decision_function(test_x))
     if hasattr(detector, "history_"):  # trained detectors: the per-epoch record and the choice made
         record["history"] = detector.history_
         record["selected_epoch"] = detector.selected_epoch_
@@ -156,7 +162,7 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
     results_path = out / "results.json"
     results = load_results(results_path)
     done = {cell_key(r) for r in results}
-    specs = [MethodSpec.parse(m) for m in cfg.methods]
+    specs = cfg.methods
     cells = [(c, s, m) for c in resolve_classes(ds, cfg.classes, cfg.protocol) for s in cfg.seeds for m in specs]
     todo = [(c, s, m) for c, s, m in cells
             if (ds.name, cfg.protocol, c, s, m.label) not in done]
@@ -172,7 +178,8 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
         record, is_novel, scores, threshold = run_cell(
             ds, cfg.protocol, cls, seed, spec, cfg.val_fraction, cfg.curves,
             checkpoint_dir=out / "checkpoints" / stem,
-            model_dir=out / "models" / stem if cfg.save_models else None, progress=progress)
+            model_dir=out / "models" / stem if cfg.save_models else None, progress=progress,
+            teacher_cache=out / "teachers")
         record.update(provenance, command=cfg.command,
                       finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         if cfg.save_models:

@@ -22,6 +22,7 @@ def _parse_value(text: str):
 class MethodSpec:
     detector: str
     params: tuple[tuple[str, object], ...] = ()
+    alias: str | None = None  # the label, where the spec holds something long (a path)
 
     @classmethod
     def parse(cls, spec: str) -> "MethodSpec":
@@ -39,6 +40,8 @@ class MethodSpec:
     @property
     def label(self) -> str:
         """The column name in tables: the spec as the user would write it."""
+        if self.alias:
+            return self.alias
         if not self.params:
             return self.detector
         return self.detector + ":" + ",".join(f"{k}={v}" for k, v in self.params)

@@ -10,6 +10,19 @@ from ..fileio import atomic_write_bytes
 from .paper_values import paper_columns
 
 METRICS = {"auroc": "AUROC", "aupr": "AUPR (novel positive)", "fpr95": "FPR at 95% TPR (lower is better)"}
+# Derived from a trained detector's history (bench --curves): the test AUROC of the epoch with the
+# lowest normal-validation loss, i.e. what `select=val` reports. The choice sees no test label.
+VAL_SELECTED = "auroc_val"
+
+
+def metric_value(record: dict, metric: str) -> float | None:
+    if metric != VAL_SELECTED:
+        return record[metric]
+    history = record.get("history") or []
+    if not history or "diagnostic_test_auroc" not in history[0]:
+        return None  # not a trained detector, or run without --curves
+    chosen = min(range(len(history)), key=lambda i: history[i]["val_loss"])
+    return history[chosen]["diagnostic_test_auroc"]
 
 
 def _fmt(values: list[float]) -> str:
@@ -27,7 +40,8 @@ def metric_table(results: list[dict], metric: str = "auroc", with_paper: bool = 
     classes = sorted({(r["class"], r["class_name"]) for r in results})
     by_cell: dict[tuple, dict[int, float]] = defaultdict(dict)
     for r in results:
-        by_cell[(r["class"], r["method"])][r["seed"]] = r[metric]
+        if (value := metric_value(r, metric)) is not None:
+            by_cell[(r["class"], r["method"])][r["seed"]] = value
     paper = paper_columns(results[0]["dataset"], results[0]["protocol"]) if with_paper and metric == "auroc" else {}
     header = ["class"] + methods + [f"paper {k}" for k in paper]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..nets.dcgan import NORMS, Discriminator, Generator, init_weights
+from ..nets.dcgan import NORMS, Discriminator, Generator, GeneratorOutput
+from .adversarial import GAN, build_networks, check_finite, generator_losses  # noqa: F401 (re-exported)
 from .checkpoint import CheckpointDir
-from .stabilisers import TrainingDiverged, add_spectral_norm, clip_gradients, discriminator_bce
 
 VARIANTS = {  # variant -> (second encoder, score)
     "ed": (False, "image"),  # ED-GAN: encoder-decoder, image error
@@ -77,6 +77,10 @@ class GANConfig:
     def score_kind(self) -> str:
         return VARIANTS[self.variant][1]
 
+    @property
+    def second_encoder(self) -> bool:
+        return VARIANTS[self.variant][0]
+
 
 # Named sets of hyper-parameters. GANConfig's own defaults are the paper's values (Tables I, III).
 PRESETS: dict[str, dict] = {
@@ -103,21 +107,27 @@ def resolve_config(preset: str, budget: str, overrides: dict, **derived) -> GANC
     return GANConfig(**{**PRESETS[preset], **BUDGETS[budget], **given, **derived})
 
 
-def build_networks(cfg: GANConfig) -> tuple[Generator, Discriminator]:
-    g = Generator(cfg.channels, cfg.width, norm=cfg.norm, second_encoder=VARIANTS[cfg.variant][0])
-    d = Discriminator(cfg.channels, cfg.width, norm=cfg.norm)
-    init_weights(g)
-    init_weights(d)
-    if cfg.spectral_norm:
-        add_spectral_norm(d)
-    return g, d
+def image_error(x: torch.Tensor, out: GeneratorOutput) -> torch.Tensor:
+    """Per-image L_x = mean |x - x_hat| (ED-GAN and EDÊ-GAN scores)."""
+    return (x - out.x_hat).abs().flatten(1).mean(1)
 
 
-def generator_losses(cfg: GANConfig, x, out, f_real, f_fake) -> dict[str, torch.Tensor]:
-    con = (x - out.x_hat).abs().mean()
-    enc = (out.z1 - out.z2).pow(2).mean() if out.z2 is not None else torch.zeros((), device=x.device)
-    adv = (f_real.detach() - f_fake).pow(2).mean()
-    return {"g": cfg.w_con * con + cfg.w_enc * enc + cfg.w_adv * adv, "con": con, "enc": enc, "adv": adv}
+def latent_error(out: GeneratorOutput) -> torch.Tensor:
+    """Per-image L_z = mean (z1 - z2)^2 (the EDE-GAN score)."""
+    return (out.z1 - out.z2).pow(2).flatten(1).mean(1)
+
+
+class ScoreModule(torch.nn.Module):
+    """A generator and its score as one module in eval mode: images in [-1, 1] -> scores (N,).
+    What ONNX export traces; `errors` computes the same two formulas."""
+
+    def __init__(self, generator: Generator, kind: str):
+        super().__init__()
+        self.generator, self.kind = generator.eval(), kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.generator(x)
+        return latent_error(out) if self.kind == "latent" else image_error(x, out)
 
 
 @torch.no_grad()
@@ -131,9 +141,9 @@ def errors(g: Generator, x: torch.Tensor, batch_size: int = 512, device: str = "
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device)
         o = g(xb)
-        image.append((xb - o.x_hat).abs().flatten(1).mean(1).double().cpu())
+        image.append(image_error(xb, o).double().cpu())
         if o.z2 is not None:
-            latent.append((o.z1 - o.z2).pow(2).flatten(1).mean(1).double().cpu())
+            latent.append(latent_error(o).double().cpu())
     g.train(was_training)
     out = {"image": torch.cat(image).numpy()}
     if latent:
@@ -163,7 +173,7 @@ class TrainResult:
     selected_epoch: int = 0
 
 
-def _epoch_order(cfg: GANConfig, n: int, epoch: int) -> torch.Tensor:
+def epoch_order(cfg: GANConfig, n: int, epoch: int) -> torch.Tensor:
     """Data order from (seed, epoch) alone, so a resumed run sees exactly the same batches."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
 
@@ -177,16 +187,10 @@ def train_gan(cfg: GANConfig, x_train: torch.Tensor, x_val: torch.Tensor, *,
     `on_epoch_end(epoch, generator)` may return extra numbers for the history (diagnostics only).
     """
     torch.manual_seed(cfg.seed)
-    if cfg.max_train and len(x_train) > cfg.max_train:
-        x_train = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(cfg.seed))
-                          [: cfg.max_train]]
+    x_train = subset(cfg, x_train)
     dev = torch.device(cfg.device)
     x_train = x_train.to(dev)  # the whole normal set lives on the device: no loader overhead
-    g, d = build_networks(cfg)
-    g, d = g.to(dev), d.to(dev)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    ema = copy.deepcopy(g).eval().requires_grad_(False) if cfg.ema_decay else None
+    gan = GAN(cfg, dev)
     ckpt = CheckpointDir(checkpoint_dir) if checkpoint_dir else None
     history: list[dict] = []
     best: tuple[float, int, dict] | None = None  # (val loss, epoch, scoring generator state)
@@ -196,92 +200,63 @@ def train_gan(cfg: GANConfig, x_train: torch.Tensor, x_val: torch.Tensor, *,
         if state["config"] != _comparable(cfg):
             raise ValueError(f"{checkpoint_dir} holds a run with another configuration; "
                              "use another checkpoint folder or drop --resume")
-        g.load_state_dict(state["g"])
-        d.load_state_dict(state["d"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
+        gan.load_state(state["gan"])
         history, start = state["history"], state["epoch"] + 1
         if state.get("best") is not None:
             best = (state["best"]["val_loss"], state["best"]["epoch"], state["best"]["g"])
 
-    scoring = ema if ema is not None else g
-    # (EMA tensor, live tensor) pairs, built once: both share storage with the modules, which the
-    # optimiser and load_state_dict update in place.
-    ema_pairs = list(zip(ema.state_dict().values(), g.state_dict().values())) if ema is not None else []
     n, bs = len(x_train), cfg.batch_size
     for epoch in range(start, cfg.epochs):
-        g.train()
-        d.train()
+        gan.train()
         t0 = time.perf_counter()
-        order = _epoch_order(cfg, n, epoch).to(dev)
+        order = epoch_order(cfg, n, epoch).to(dev)
         sums = torch.zeros(5, device=dev)  # g, con, enc, adv, d
         reinits, steps = 0, 0
         bar = tqdm(range(0, n, bs), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=not progress, unit="batch")
         for i in bar:
             x = x_train[order[i:i + bs]]
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                out = g(x)
-                logit_real, f_real = d(x)
-                logit_fake, f_fake = d(out.x_hat)
-            out = type(out)(*(t.float() if t is not None else None for t in out))  # losses in fp32
-            lg = generator_losses(cfg, x, out, f_real.float(), f_fake.float())
-            loss_d = discriminator_bce(logit_real.float(), logit_fake.float(), cfg.prob_eps)
-            opt_g.zero_grad(set_to_none=True)
-            opt_d.zero_grad(set_to_none=True)
-            lg["g"].backward(inputs=list(g.parameters()), retain_graph=True)
-            loss_d.backward(inputs=list(d.parameters()))
-            clip_gradients(g, cfg.grad_clip)
-            clip_gradients(d, cfg.grad_clip)
-            opt_g.step()
-            opt_d.step()
-            if ema is not None:
-                with torch.no_grad():
-                    for pe, p in ema_pairs:
-                        pe.lerp_(p, 1 - cfg.ema_decay) if pe.is_floating_point() else pe.copy_(p)
+            _, lg, loss_d = gan.losses(x)
+            gan.update(lg["g"], loss_d)
             batch = torch.stack([lg["g"], lg["con"], lg["enc"], lg["adv"], loss_d]).detach()
             sums += batch
             steps += 1
             if steps % 25 == 0 or i + bs >= n:  # a sync now and then, not every step
-                if not torch.isfinite(sums).all():
-                    where = ckpt.root / "latest.json" if ckpt else "none (no checkpoint folder)"
-                    raise TrainingDiverged(f"non-finite loss in epoch {epoch + 1} near step {steps}; "
-                                           f"last good checkpoint: {where}. Try a lower lr, "
-                                           "grad_clip or prob_eps.")
-                if cfg.d_reinit_below and float(batch[4]) < cfg.d_reinit_below:
-                    init_weights(d)  # GANomaly's cure for a discriminator that has won outright
-                    reinits += 1
+                check_finite(sums, epoch, steps, ckpt and ckpt.root / "latest.json")
+                reinits += gan.reinit_d_if_collapsed(float(batch[4]))
         means = (sums / max(steps, 1)).tolist()
         seconds = time.perf_counter() - t0
         record = {"epoch": epoch, "loss_g": means[0], "loss_con": means[1], "loss_enc": means[2],
                   "loss_adv": means[3], "loss_d": means[4], "d_reinits": reinits,
-                  "val_loss": validation_loss(cfg, scoring, x_val), "seconds": seconds,
+                  "val_loss": validation_loss(cfg, gan.scoring, x_val), "seconds": seconds,
                   "images_per_s": n / seconds}
         if on_epoch_end is not None:
-            record.update(on_epoch_end(epoch, scoring))
+            record.update(on_epoch_end(epoch, gan.scoring))
         history.append(record)
         if best is None or record["val_loss"] < best[0]:
-            best = (record["val_loss"], epoch, copy.deepcopy(scoring.state_dict()))
+            best = (record["val_loss"], epoch, copy.deepcopy(gan.scoring.state_dict()))
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss_g {means[0]:.4f} loss_d {means[4]:.4f} "
                        f"val {record['val_loss']:.4f} ({record['images_per_s']:.0f} img/s)")
         if ckpt:
-            state = {"config": _comparable(cfg), "epoch": epoch, "history": history,
-                     "g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(),
-                     "opt_d": opt_d.state_dict(),
-                     "best": {"val_loss": best[0], "epoch": best[1], "g": best[2]}}
-            if ema is not None:
-                state["ema"] = ema.state_dict()
-            ckpt.save(epoch, state)
+            ckpt.save(epoch, {"config": _comparable(cfg), "epoch": epoch, "history": history,
+                              "gan": gan.state(),
+                              "best": {"val_loss": best[0], "epoch": best[1], "g": best[2]}})
 
-    selected = cfg.epochs - 1
+    scoring, selected = gan.scoring, cfg.epochs - 1
     if cfg.select == "val" and best is not None:
         scoring.load_state_dict(best[2])
         selected = best[1]
     scoring.eval()
-    return TrainResult(scoring, d, history, selected)
+    return TrainResult(scoring, gan.d, history, selected)
+
+
+def subset(cfg: GANConfig, x_train: torch.Tensor) -> torch.Tensor:
+    """`max_train` > 0: a seeded subset of the training images (CI smoke runs)."""
+    if cfg.max_train and len(x_train) > cfg.max_train:
+        keep = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(cfg.seed))
+        return x_train[keep[: cfg.max_train]]
+    return x_train
 
 
 def _comparable(cfg: GANConfig) -> dict:

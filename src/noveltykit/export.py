@@ -1,0 +1,112 @@
+"""ONNX export of generator-based detectors, and scoring the exported file with ONNX Runtime.
+
+The graph maps float32 images (N, C, 32, 32) in [-1, 1] to novelty scores (N,). The threshold and
+what made the model travel as metadata in the file (`noveltykit.*` keys); `set_threshold` changes
+the threshold without re-exporting. Needs `pip install 'noveltykit[export]'` (onnx, onnxruntime).
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .detectors.base import as_image_tensor
+
+PREFIX = "noveltykit."
+INPUT_NOTE = "float32 (N, C, H, W) in [-1, 1]; uint8 pixels p map to p / 127.5 - 1"
+
+
+def _require(module: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ImportError(f"{module} is needed for ONNX export and scoring; install it with "
+                          "pip install 'noveltykit[export]' (or: pip install onnx onnxruntime)") from None
+
+
+def export_onnx(detector, path: str | Path, opset: int = 17) -> Path:
+    """Write `detector`'s scoring graph to `path` with its threshold as metadata."""
+    if not hasattr(detector, "scoring_module"):
+        raise ValueError(f"{detector.name}: only generator-based detectors export to ONNX "
+                         "(ede-gan, ed-gan, edhat-gan, kdgan)")
+    meta = {"threshold": repr(float(detector.threshold_)), "detector": detector.name,
+            "params": json.dumps(detector.get_params(), sort_keys=True),
+            "input_shape": json.dumps(list(detector.input_shape_)), "input": INPUT_NOTE,
+            "higher_is": "more novel", "version": __version__}
+    return export_module(detector.scoring_module(), detector.input_shape_, path, meta, opset)
+
+
+def export_module(module: torch.nn.Module, input_shape: tuple[int, ...], path: str | Path,
+                  metadata: dict[str, str] | None = None, opset: int = 17) -> Path:
+    """Trace images (N, *input_shape) -> scores (N,) into an ONNX file, batch axis dynamic."""
+    onnx = _require("onnx")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(2, *input_shape)
+    with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.cpu().eval(), (example,), str(path), input_names=["images"],
+                          output_names=["scores"], dynamic_axes={"images": {0: "batch"}, "scores": {0: "batch"}},
+                          opset_version=opset, dynamo=False)
+    if metadata:
+        model = onnx.load(str(path))
+        _set_metadata(model, metadata)
+        onnx.save(model, str(path))
+    return path
+
+
+def _set_metadata(model, values: dict[str, str]) -> None:
+    keep = [p for p in model.metadata_props if p.key[len(PREFIX):] not in values]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in values.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = PREFIX + key, value
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    onnx = _require("onnx")
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key[len(PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+
+
+def set_threshold(path: str | Path, threshold: float) -> None:
+    """Change the threshold stored in an exported file (the graph is untouched)."""
+    onnx = _require("onnx")
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold}")
+    model = onnx.load(str(path))
+    if "threshold" not in {p.key[len(PREFIX):] for p in model.metadata_props if p.key.startswith(PREFIX)}:
+        raise ValueError(f"{path}: not a noveltykit export (no {PREFIX}threshold metadata)")
+    _set_metadata(model, {"threshold": repr(float(threshold))})
+    onnx.save(model, str(path))
+
+
+class OnnxDetector:
+    """An exported detector scored by ONNX Runtime: `decision_function`, `predict`, `threshold_`."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        ort = _require("onnxruntime")
+        self.path = Path(path)
+        self.metadata = read_metadata(self.path)
+        if "threshold" not in self.metadata:
+            raise ValueError(f"{self.path}: not a noveltykit export (no {PREFIX}threshold metadata)")
+        self.threshold_ = float(self.metadata["threshold"])
+        self.input_shape_ = tuple(json.loads(self.metadata["input_shape"]))
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    def decision_function(self, X, batch_size: int = 512) -> np.ndarray:
+        x = as_image_tensor(X, expect=self.input_shape_).numpy()
+        parts = [self.session.run(["scores"], {"images": x[i:i + batch_size]})[0]
+                 for i in range(0, len(x), batch_size)]
+        return np.concatenate(parts).astype(np.float64)
+
+    def predict(self, X) -> np.ndarray:
+        return (self.decision_function(X) > self.threshold_).astype(np.int64)
