@@ -95,3 +95,9 @@ def test_distill_export_and_set_threshold(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nothing"), "--out", str(onnx_path)]) == 2
     assert main(["distill", "--teacher", str(tmp_path / "nothing"), "--dataset", dataset, "--class", "normal",
                  "--out", str(tmp_path / "x")]) == 2
+
+
+def test_profile_gives_compression_ratios(capsys):
+    assert main(["profile", "--method", "ede-gan", "--width", "2", "--channels", "1"]) == 0
+    generator = capsys.readouterr().out.splitlines()[1]
+    assert "0.1004M params" in generator and "50.97x params, 315.43x MACs" in generator

@@ -112,8 +112,11 @@ def cmd_profile(args) -> int:
     from .nets.profile import profile_gan
     rows = profile_gan(args.method, args.width, args.channels)
     print(f"{args.method} u={args.width} channels={args.channels} (32x32 input; MACs = FLOPs / 2)")
-    for name, params, macs in rows:
-        print(f"  {name:<14} {params / 1e6:8.4f}M params  {macs / 1e6:9.3f}M MACs")
+    teacher = profile_gan(args.method, 64, args.channels) if args.width != 64 else rows
+    for (name, params, macs), (_, t_params, t_macs) in zip(rows, teacher):
+        ratio = f"  (teacher u=64 / this: {t_params / params:.2f}x params, {t_macs / macs:.2f}x MACs)" \
+            if args.width != 64 else ""
+        print(f"  {name:<14} {params / 1e6:8.4f}M params  {macs / 1e6:9.3f}M MACs{ratio}")
     return 0
 
 
