@@ -117,3 +117,23 @@ def test_killed_training_resumes_mid_cell_from_its_last_epoch(tmp_path, monkeypa
     model = detectors.load(tmp_path / "a" / resumed["model"])
     saved = np.load(tmp_path / "a" / "scores" / (resumed["model"].removeprefix("models/") + ".npz"))
     np.testing.assert_allclose(model.decision_function(ds.test_x), saved["scores"], rtol=1e-5)
+
+
+def test_students_share_the_teacher_of_the_ede_gan_column(tmp_path, monkeypatch):
+    from noveltykit import detectors
+
+    ds = make_blobs_dataset(n_train=40, n_test=10, size=32)
+    teacher = "ede-gan:width=4,budget=quick"  # plain: what a kdgan student trains as its teacher
+    students = ["kdgan:structure=1,width=1,epochs=1,teacher_width=4,teacher_budget=quick",
+                "kdgan:structure=2,width=1,epochs=1,teacher_width=4,teacher_budget=quick"]
+    fits = []
+    real_fit = detectors.gan.EDEGANDetector.fit
+    monkeypatch.setattr(detectors.gan.EDEGANDetector, "fit",
+                        lambda self, *a, **kw: fits.append(1) or real_fit(self, *a, **kw))
+    results = run_benchmark(_cfg(tmp_path, methods=[teacher, *students], classes=[0], seeds=[0], plots=False),
+                            dataset=ds, progress=False)
+    assert len(fits) == 1, "one teacher trained for the ede-gan column and both students"
+    by_method = {r["method"]: r for r in results}
+    assert by_method[students[0]]["teacher_auroc"] == by_method[teacher]["auroc"]
+    assert by_method[students[1]]["teacher_auroc"] == by_method[teacher]["auroc"]
+    assert len(list((tmp_path / "teachers").iterdir())) == 1

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..distill.kdgan import DistillConfig, parse_structure, train_distill
+from .base import as_image_tensor
 from .gan import EDEGANDetector, _GANDetector, fingerprint
 from .registry import load, register
 
@@ -73,17 +74,12 @@ class KDGANDetector(_GANDetector):
         params = self.teacher_params()
         if self.teacher_cache is None:
             return self._fit_teacher(params, x, x_val, None)
-        key_src = {k: v for k, v in params.items() if k not in _NOT_IN_KEY}
-        key = hashlib.sha256(json.dumps([key_src, fingerprint(x), fingerprint(x_val)], sort_keys=True)
-                             .encode()).hexdigest()[:16]
+        key = teacher_key(params, x, x_val)
         folder = Path(self.teacher_cache) / key
         if (folder / "config.json").is_file():
             return load(folder)
         teacher = self._fit_teacher(params, x, x_val, Path(self.teacher_cache) / f".{key}.checkpoints")
-        partial = folder.with_name(f".{key}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        teacher.save(partial)
-        partial.rename(folder)  # a folder appears whole or not at all
+        _store(teacher, folder)
         shutil.rmtree(Path(self.teacher_cache) / f".{key}.checkpoints", ignore_errors=True)
         return teacher
 
@@ -117,3 +113,38 @@ class KDGANDetector(_GANDetector):
     def _load_state(self, tensors, info):
         super()._load_state(tensors, info)
         self.teacher_summary_ = info.get("teacher")
+
+
+def teacher_key(params: dict, x: torch.Tensor, x_val: torch.Tensor) -> str:
+    """Cache key of a teacher: its parameters and the fingerprints of the images it is fitted on."""
+    key_src = {k: v for k, v in params.items() if k not in _NOT_IN_KEY}
+    return hashlib.sha256(json.dumps([key_src, fingerprint(x), fingerprint(x_val)], sort_keys=True)
+                          .encode()).hexdigest()[:16]
+
+
+def _store(teacher: _GANDetector, folder: Path) -> None:
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    teacher.save(partial)
+    partial.rename(folder)  # a folder appears whole or not at all
+
+
+def offer_teacher(detector, X, X_val, cache: str | Path) -> bool:
+    """File a fitted plain `ede-gan` (no hyper-parameter overrides) in a teacher cache under the key
+    a `kdgan` student would look for, so that a benchmark's teacher column and its students share
+    one training. Fitting is deterministic, so this is the very teacher the student would train."""
+    if type(detector) is not EDEGANDetector or not hasattr(detector, "threshold_"):
+        return False
+    params = detector.get_params()
+    plain = {"threshold_quantile", "validation_fraction", "random_state", "preset", "budget", "width",
+             "device", "progress", "checkpoint_dir", "resume"}
+    if any(v is not None for k, v in params.items() if k not in plain):
+        return False
+    x, x_val = as_image_tensor(X), as_image_tensor(X_val)  # as `fit` saw them
+    key = teacher_key({k: params[k] if k != "width" else params[k] or 64
+                       for k in ("threshold_quantile", "validation_fraction", "random_state", "preset",
+                                 "budget", "width")}, x, x_val)
+    folder = Path(cache) / key
+    if not (folder / "config.json").is_file():
+        _store(detector, folder)
+    return True

@@ -21,6 +21,7 @@ from ..data import load_dataset
 from ..data.images import ImageDataset
 from ..data.protocols import PROTOCOLS, make_split
 from ..detectors import make
+from ..detectors.kdgan import offer_teacher
 from ..features.store import dataset_feature_store
 from ..fileio import atomic_write_bytes, atomic_write_json
 from .methods import MethodSpec
@@ -125,6 +126,8 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
     t0 = time.perf_counter()
     detector.fit(train_x, val_x)
     fit_seconds = time.perf_counter() - t0
+    if teacher_cache is not None:  # a plain ede-gan is also the teacher its students would train
+        offer_teacher(detector, train_x, val_x, teacher_cache)
     t0 = time.perf_counter()
     scores = detector.decision_function(test_x)
     score_seconds = time.perf_counter() - t0
@@ -171,6 +174,8 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
     if len(todo) < len(cells):
         print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already in {results_path}",
               file=sys.stderr)
+    # Students distilled here share their teachers, and a plain ede-gan cell of the same run is one.
+    teachers = out / "teachers" if any(spec.detector == "kdgan" for spec in specs) else None
     bar = tqdm(todo, desc=f"{ds.name} {cfg.protocol}", unit="cell", disable=not progress)
     for cls, seed, spec in bar:
         bar.set_postfix_str(f"class {ds.class_names[cls]} seed {seed} {spec.label}")
@@ -179,7 +184,7 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
             ds, cfg.protocol, cls, seed, spec, cfg.val_fraction, cfg.curves,
             checkpoint_dir=out / "checkpoints" / stem,
             model_dir=out / "models" / stem if cfg.save_models else None, progress=progress,
-            teacher_cache=out / "teachers")
+            teacher_cache=teachers)
         record.update(provenance, command=cfg.command,
                       finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         if cfg.save_models:
