@@ -34,3 +34,12 @@ def test_val_selected_auroc_is_read_at_the_lowest_validation_loss():
     assert metric_value(trained, "auroc_val") == 0.80 and metric_value(no_curves, "auroc_val") is None
     table = metric_table([trained, no_curves], metric="auroc_val")
     assert "| 0 c0 | 0.8000 | - |" in table
+
+
+def test_fashion_mnist_paper_column_has_only_the_published_mean():
+    results = [{**_rec(c, 0, "gan", 0.9), "dataset": "fashion-mnist"} for c in range(10)]
+    lines = metric_table(results).splitlines()
+    assert lines[0] == "| class | gan | paper P-KDGAN teacher |"
+    assert lines[2].endswith("| 0.9000 | - |") and lines[-1].endswith("| **0.9000** | 0.9311 |")
+    partial = metric_table(results[:3]).splitlines()
+    assert partial[-1].endswith("| - |")  # a mean over some classes has no published counterpart
