@@ -28,6 +28,14 @@ def make_blobs_dataset(n_train: int = 60, n_test: int = 30, n_classes: int = 3, 
                         class_names=[f"c{i}" for i in range(n_classes)], source="synthetic")
 
 
+def template_images(n: int, channels: int = 1, noise: float = 0.1, seed: int = 0) -> torch.Tensor:
+    """(n, channels, 32, 32) float images in [-1, 1]: one random template plus noise, so a GAN
+    learns them in a few steps (the GAN and distillation tests' data)."""
+    g = torch.Generator().manual_seed(seed)
+    template = torch.rand(1, channels, 32, 32, generator=g) * 1.6 - 0.8
+    return (template + noise * torch.randn(n, channels, 32, 32, generator=g)).clamp(-1, 1)
+
+
 @pytest.fixture
 def blobs() -> ImageDataset:
     return make_blobs_dataset()

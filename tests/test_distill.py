@@ -11,11 +11,11 @@ from noveltykit.distill import DistillConfig, distillation_loss, parse_structure
 from noveltykit.nets.dcgan import Generator, GeneratorOutput
 from noveltykit.train.gan import GANConfig, build_networks, train_gan
 
+from conftest import template_images
+
 
 def _data(n=48, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    template = torch.rand(1, 1, 32, 32, generator=g) * 1.6 - 0.8
-    x = (template + 0.1 * torch.randn(n, 1, 32, 32, generator=g)).clamp(-1, 1)
+    x = template_images(n, seed=seed)
     return x[: n - 16], x[n - 16:]
 
 

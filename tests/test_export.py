@@ -7,13 +7,13 @@ import torch
 from noveltykit import detectors
 from noveltykit.export import OnnxDetector, export_onnx, read_metadata, set_threshold
 
+from conftest import template_images
+
 pytest.importorskip("onnxruntime")
 
 
 def _images(n, channels, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    template = torch.rand(1, channels, 32, 32, generator=g) * 1.6 - 0.8
-    return (template + 0.2 * torch.randn(n, channels, 32, 32, generator=g)).clamp(-1, 1)
+    return template_images(n, channels, noise=0.2, seed=seed)
 
 
 CASES = {

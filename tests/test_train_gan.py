@@ -10,11 +10,11 @@ from noveltykit.train import adversarial, gan
 from noveltykit.train.gan import GANConfig, build_networks, generator_losses, score_batches, train_gan
 from noveltykit.train.stabilisers import TrainingDiverged, discriminator_bce
 
+from conftest import template_images
+
 
 def _data(n=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    template = torch.rand(1, 1, 32, 32, generator=g) * 1.6 - 0.8
-    x = (template + 0.1 * torch.randn(n, 1, 32, 32, generator=g)).clamp(-1, 1)
+    x = template_images(n, seed=seed)
     return x[: n - 16], x[n - 16:]
 
 
