@@ -22,8 +22,10 @@ from .base import as_image_tensor
 from .gan import EDEGANDetector, _GANDetector, fingerprint
 from .registry import load, register
 
-# Teacher parameters that do not change the teacher (and so stay out of its cache key).
-_NOT_IN_KEY = {"checkpoint_dir", "resume", "progress", "device"}
+# The teacher parameters that make a teacher what it is: its cache key. The others only say how
+# it is run (where, with what progress and checkpoints).
+TEACHER_KEY_FIELDS = ("threshold_quantile", "validation_fraction", "random_state", "preset", "budget", "width")
+_RUN_ONLY = ("device", "progress", "checkpoint_dir", "resume")
 
 
 @register
@@ -117,7 +119,7 @@ class KDGANDetector(_GANDetector):
 
 def teacher_key(params: dict, x: torch.Tensor, x_val: torch.Tensor) -> str:
     """Cache key of a teacher: its parameters and the fingerprints of the images it is fitted on."""
-    key_src = {k: v for k, v in params.items() if k not in _NOT_IN_KEY}
+    key_src = {k: params[k] for k in TEACHER_KEY_FIELDS}
     return hashlib.sha256(json.dumps([key_src, fingerprint(x), fingerprint(x_val)], sort_keys=True)
                           .encode()).hexdigest()[:16]
 
@@ -136,14 +138,10 @@ def offer_teacher(detector, X, X_val, cache: str | Path) -> bool:
     if type(detector) is not EDEGANDetector or not hasattr(detector, "threshold_"):
         return False
     params = detector.get_params()
-    plain = {"threshold_quantile", "validation_fraction", "random_state", "preset", "budget", "width",
-             "device", "progress", "checkpoint_dir", "resume"}
-    if any(v is not None for k, v in params.items() if k not in plain):
-        return False
+    if any(v is not None for k, v in params.items() if k not in TEACHER_KEY_FIELDS + _RUN_ONLY):
+        return False  # a hyper-parameter override: not the teacher a student trains
     x, x_val = as_image_tensor(X), as_image_tensor(X_val)  # as `fit` saw them
-    key = teacher_key({k: params[k] if k != "width" else params[k] or 64
-                       for k in ("threshold_quantile", "validation_fraction", "random_state", "preset",
-                                 "budget", "width")}, x, x_val)
+    key = teacher_key({**params, "width": params["width"] or 64}, x, x_val)
     folder = Path(cache) / key
     if not (folder / "config.json").is_file():
         _store(detector, folder)
