@@ -43,3 +43,9 @@ def test_fashion_mnist_paper_column_has_only_the_published_mean():
     assert lines[2].endswith("| 0.9000 | - |") and lines[-1].endswith("| **0.9000** | 0.9311 |")
     partial = metric_table(results[:3]).splitlines()
     assert partial[-1].endswith("| - |")  # a mean over some classes has no published counterpart
+
+
+def test_detectors_on_pretrained_features_are_labelled_in_the_header():
+    feat = {**_rec(0, 0, "feat-knn", 0.9), "feature_seconds": 12.0}
+    lines = metric_table([_rec(0, 0, "knn", 0.7), feat]).splitlines()
+    assert lines[0] == "| class | knn | feat-knn (ImageNet-pretrained) |"

@@ -43,7 +43,10 @@ def metric_table(results: list[dict], metric: str = "auroc", with_paper: bool = 
         if (value := metric_value(r, metric)) is not None:
             by_cell[(r["class"], r["method"])][r["seed"]] = value
     paper = paper_columns(results[0]["dataset"], results[0]["protocol"]) if with_paper and metric == "auroc" else {}
-    header = ["class"] + methods + [f"paper {k}" for k in paper]
+    # Detectors on ImageNet features are not one-class learners from scratch: say so in the header.
+    pretrained = {r["method"] for r in results if "feature_seconds" in r}
+    header = (["class"] + [f"{m} (ImageNet-pretrained)" if m in pretrained else m for m in methods]
+              + [f"paper {k}" for k in paper])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for cls, name in classes:
         row = [f"{cls} {name}" if name != str(cls) else str(cls)]
