@@ -1,0 +1,62 @@
+"""Student choices for P-KDGAN (learning rate, epochs), judged on a development split of TRAINING
+images only: the same split as `gan_ablation.py` (normal validation images vs other classes'
+training images), so the test tables stay honest.
+
+Each variant is a detector spec (`ede-gan:width=2,epochs=16` = the student alone,
+`kdgan:structure=2,width=2,epochs=8` = a distilled one); its dev AUROC is recorded after every
+epoch. Distilled students take their teacher from `--teachers`, the teacher cache of a
+`noveltykit bench` run on the same classes (one-vs-rest, same seed and validation split), or
+train it there. Writes one JSON line per run.
+
+    python benchmarks/distill_ablation.py --dataset mnist --classes 0,1 --teachers runs/kd-mnist/teachers \
+        --variant ede-gan:width=2,epochs=16 --variant kdgan:structure=2,width=2,epochs=8,lr=0.002
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from gan_ablation import dev_split  # same folder: the same development split
+
+from noveltykit.data import load_dataset
+from noveltykit.detectors import make
+from noveltykit.eval.methods import MethodSpec
+from noveltykit.eval.metrics import auroc
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="mnist")
+    ap.add_argument("--classes", default="0")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variant", action="append", required=True, help="detector:key=value,...")
+    ap.add_argument("--teachers", help="teacher cache folder (e.g. a bench run's OUT/teachers)")
+    ap.add_argument("--out", default="runs/distill_ablation.jsonl")
+    args = ap.parse_args()
+    ds = load_dataset(args.dataset, progress=False)
+    for cls in [int(c) for c in args.classes.split(",")]:
+        x, v, x_dev, y_dev = dev_split(ds, cls, args.seed)
+        for spec_text in args.variant:
+            spec = MethodSpec.parse(spec_text)
+            params = {"random_state": args.seed, **dict(spec.params)}
+            if spec.detector == "kdgan" and args.teachers:
+                params.setdefault("teacher_cache", args.teachers)
+            detector = make(spec.detector, **params)
+            curve = []
+            detector.epoch_monitor = lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}
+            t0 = time.perf_counter()
+            detector.fit(x, v)
+            row = {"dataset": ds.name, "class": cls, "seed": args.seed, "variant": spec.label,
+                   "seconds": time.perf_counter() - t0, "dev_auroc_last": curve[-1],
+                   "dev_auroc_curve": curve, "val_loss": [h["val_loss"] for h in detector.history_]}
+            if getattr(detector, "teacher_", None) is not None:  # the bar the student aims at
+                row["teacher_dev_auroc"] = auroc(y_dev, detector.teacher_.decision_function(x_dev))
+            print(f"{ds.name} class {cls} {spec.label}: dev AUROC last {curve[-1]:.4f} "
+                  f"curve {[round(c, 3) for c in curve]} ({row['seconds']:.0f} s)", flush=True)
+            with open(args.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
