@@ -196,3 +196,12 @@ def test_teacher_left_untouched_by_distillation(tmp_path):
     detectors.make("kdgan", structure="4", width=1, epochs=1, batch_size=32,
                    teacher_dir=str(tmp_path / "t")).fit(x, v)
     assert _same(detectors.load(tmp_path / "t").generator_.state_dict(), before)
+
+
+def test_students_default_to_the_student_preset_and_teachers_to_the_default_one():
+    student = detectors.make("kdgan", width=2)
+    assert student.get_params()["preset"] == "student"
+    assert student.config(1).lr == pytest.approx(2e-3) and student.config(1).norm == "instance"
+    assert student.teacher_params()["preset"] == "default"
+    assert detectors.make("ede-gan").config(1).lr == pytest.approx(2e-4)
+    assert detectors.make("kdgan", preset="default").config(1).lr == pytest.approx(2e-4)

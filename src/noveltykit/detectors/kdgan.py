@@ -32,7 +32,8 @@ _RUN_ONLY = ("device", "progress", "checkpoint_dir", "resume")
 class KDGANDetector(_GANDetector):
     """Parameters: `structure` (1-4 = KDGAN-n, p23 / p24 = P-KDGAN-II-23 / -24), `width` = the
     student's u, distillation weights w1, wx, w2, where the teacher comes from, and any GANConfig
-    field for the student (its `epochs` is the length of each distillation step)."""
+    field for the student (its `epochs` is the length of each distillation step). The student's
+    own `preset` is `student` (the teacher's `default` with a 10x higher learning rate)."""
 
     name, variant = "kdgan", "ede"
 
@@ -40,8 +41,9 @@ class KDGANDetector(_GANDetector):
                  random_state: int = 0, structure: str = "p23", width: int = 2, w1: float = 1.0,
                  wx: float = 1.0, w2: float = 1.0, teacher_dir: str | None = None,
                  teacher_cache: str | None = None, teacher_preset: str = "default",
-                 teacher_budget: str = "cpu", teacher_width: int = 64, **gan):
-        super().__init__(threshold_quantile, validation_fraction, random_state, width=width, **gan)
+                 teacher_budget: str = "cpu", teacher_width: int = 64, preset: str = "student", **gan):
+        super().__init__(threshold_quantile, validation_fraction, random_state, width=width,
+                         preset=preset, **gan)
         self.structure = parse_structure(structure)
         self.w1, self.wx, self.w2 = float(w1), float(wx), float(w2)
         self.distill_config()  # validate the weights now
