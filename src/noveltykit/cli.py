@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--width", type=int, default=2, help="the student's u (paper: 8 CIFAR-10, 2 MNIST, 1 FMNIST)")
     dist.add_argument("--structure", default="p23",
                       help="1-4 (KDGAN-n), p23 or p24 (P-KDGAN-II: KDGAN-2, then KDGAN-3 or -4)")
-    dist.add_argument("--preset", default="default")
+    dist.add_argument("--preset", default="student", help="the student's hyper-parameters (the teacher's: default)")
     dist.add_argument("--budget", default="cpu", help="quick | cpu | full (per distillation step)")
     dist.add_argument("--epochs", type=int, help="override the budget's epochs per step")
     dist.add_argument("--device", help="cpu (default) or cuda")
