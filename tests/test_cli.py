@@ -79,7 +79,7 @@ def test_distill_export_and_set_threshold(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "KDGAN-2 u=1 student AUROC" in out and "teacher AUROC" in out
     record = json.loads((tmp_path / "s" / "results.json").read_text())["results"][0]
-    assert record["method"] == "kdgan:structure=2,width=1,preset=default,budget=cpu,epochs=2"
+    assert record["method"] == "kdgan:structure=2,width=1,preset=student,budget=cpu,epochs=2"
     assert record["params"]["teacher_dir"] == str(teacher.resolve()) and len(record["history"]) == 2
     # the teacher in the student's cell is the saved one: same split, same scores, same AUROC
     teacher_record = json.loads((tmp_path / "t" / "results.json").read_text())["results"][0]
