@@ -63,6 +63,9 @@ def test_report_merges_bench_folders(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| class | knn | pca |" in table and "±" not in table  # one seed left: no spread
     assert main(["report", str(tmp_path / "a")]) == 0 and "±" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--methods", "pca", "knn"]) == 0
+    assert "| class | pca | knn |" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "a"), "--methods", "kde"]) == 2  # a column that is not there
 
 
 def test_distill_export_and_set_threshold(tmp_path, capsys):

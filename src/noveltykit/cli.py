@@ -95,6 +95,12 @@ def cmd_report(args) -> int:
         results += found
     if args.seeds is not None:
         results = [r for r in results if r["seed"] in args.seeds]
+    if args.methods is not None:  # these columns, in this order
+        missing = set(args.methods) - {r["method"] for r in results}
+        if missing:
+            raise ValueError(f"no results for method(s) {sorted(missing)} in these folders")
+        results = sorted((r for r in results if r["method"] in args.methods),
+                         key=lambda r: args.methods.index(r["method"]))
     if len({(r["dataset"], r["protocol"]) for r in results}) > 1:
         raise ValueError("these folders hold different datasets or protocols; report them one by one")
     print(metric_table(results, args.metric))
@@ -154,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "also rebuild its table.md and report.md)")
     rep.add_argument("run", nargs="+", help="folders written by `noveltykit bench` (same dataset and protocol)")
     rep.add_argument("--seeds", type=_int_list, help="only these seeds, e.g. 0")
+    rep.add_argument("--methods", nargs="+", help="only these method labels, as columns in this order")
     rep.add_argument("--metric", default="auroc", choices=["auroc", "aupr", "fpr95", "prec_at_n", "auroc_val"],
                      help="auroc_val: AUROC of the epoch with the lowest normal-validation loss "
                           "(what select=val gives; needs bench --curves)")
