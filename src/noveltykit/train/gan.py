@@ -88,7 +88,7 @@ PRESETS: dict[str, dict] = {
     # Measured on a development split of training images only (docs/benchmarks.md): per-image
     # normalisation, a 10x lower learning rate and a moving average of G make the last epoch good.
     "default": {"norm": "instance", "lr": 2e-4, "ema_decay": 0.99},
-    # Small students (u <= 8) learn too slowly at 2e-4 in the cpu budget; 2e-3 was better on the
+    # Small students (tried at u=2) learn too slowly at 2e-4 in the cpu budget; 2e-3 was better on the
     # same kind of development split (benchmarks/distill_ablation.py, docs/distill.md).
     "student": {"norm": "instance", "lr": 2e-3, "ema_decay": 0.99},
 }
