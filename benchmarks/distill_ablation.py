@@ -32,6 +32,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variant", action="append", required=True, help="detector:key=value,...")
     ap.add_argument("--teachers", help="teacher cache folder (e.g. a bench run's OUT/teachers)")
+    ap.add_argument("--device", help="cpu or cuda: where every variant (and its teacher) trains; "
+                                     "not part of the variant's label")
     ap.add_argument("--out", default="runs/distill_ablation.jsonl")
     args = ap.parse_args()
     ds = load_dataset(args.dataset, progress=False)
@@ -42,12 +44,15 @@ def main():
             params = {"random_state": args.seed, **dict(spec.params)}
             if spec.detector == "kdgan" and args.teachers:
                 params.setdefault("teacher_cache", args.teachers)
+            if args.device:
+                params.setdefault("device", args.device)
             detector = make(spec.detector, **params)
             curve = []
             detector.epoch_monitor = lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}
             t0 = time.perf_counter()
             detector.fit(x, v)
             row = {"dataset": ds.name, "class": cls, "seed": args.seed, "variant": spec.label,
+                   "lr": detector.config(x.shape[1]).lr, "device": detector.device,
                    "seconds": time.perf_counter() - t0, "dev_auroc_last": curve[-1],
                    "dev_auroc_curve": curve, "val_loss": [h["val_loss"] for h in detector.history_]}
             if getattr(detector, "teacher_", None) is not None:  # the bar the student aims at

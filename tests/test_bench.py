@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from noveltykit.eval import bench
 from noveltykit.eval.bench import BenchConfig, run_benchmark
@@ -137,3 +138,53 @@ def test_students_share_the_teacher_of_the_ede_gan_column(tmp_path, monkeypatch)
     assert by_method[students[0]]["teacher_auroc"] == by_method[teacher]["auroc"]
     assert by_method[students[1]]["teacher_auroc"] == by_method[teacher]["auroc"]
     assert len(list((tmp_path / "teachers").iterdir())) == 1
+
+
+def _gan_methods():
+    return ["knn:k=3", "ede-gan:width=4,budget=quick",
+            "kdgan:structure=1,width=1,epochs=1,teacher_width=4,teacher_budget=quick"]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_device_reaches_trained_detectors_and_leaves_labels_alone(tmp_path, device):
+    ds = make_blobs_dataset(n_train=40, n_test=10, size=32)
+    results = run_benchmark(_cfg(tmp_path, methods=_gan_methods(), classes=[0], seeds=[0], plots=False,
+                                 device=device), dataset=ds, progress=False)
+    by_method = {r["method"]: r for r in results}
+    assert set(by_method) == set(_gan_methods())  # the device is not in the column names
+    assert "device" not in by_method["knn:k=3"]["params"]
+    assert by_method["ede-gan:width=4,budget=quick"]["params"]["device"] == device
+    assert by_method[_gan_methods()[2]]["params"]["device"] == device
+
+
+def test_device_named_in_the_spec_wins_over_the_bench_device(tmp_path):
+    ds = make_blobs_dataset(n_train=40, n_test=10, size=32)
+    spec = "ede-gan:width=4,budget=quick,device=cpu"
+    cfg = _cfg(tmp_path, methods=[spec], classes=[0], seeds=[0], plots=False, device="cpu")
+    cfg.device = "cuda:7"  # past the up-front check: the spec's own device must be the one used
+    (record,) = run_benchmark(cfg, dataset=ds, progress=False)
+    assert record["params"]["device"] == "cpu"
+
+
+def test_unusable_device_fails_before_work(tmp_path):
+    with pytest.raises(ValueError, match="cpu' or 'cuda"):
+        _cfg(tmp_path, device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            _cfg(tmp_path, device="cuda")
+
+
+def test_commit_comes_from_the_environment_where_there_is_no_git(monkeypatch):
+    import subprocess
+
+    from noveltykit.eval import provenance
+
+    def no_git(*a, **kw):
+        raise subprocess.CalledProcessError(128, "git")
+
+    monkeypatch.setattr(provenance.subprocess, "run", no_git)
+    monkeypatch.delenv(provenance.ENV_COMMIT, raising=False)
+    assert provenance.git_commit() == "unknown"
+    monkeypatch.setenv(provenance.ENV_COMMIT, "abc123")
+    assert provenance.git_commit() == "abc123"

@@ -205,3 +205,16 @@ def test_students_default_to_the_student_preset_and_teachers_to_the_default_one(
     assert student.teacher_params()["preset"] == "default"
     assert detectors.make("ede-gan").config(1).lr == pytest.approx(2e-4)
     assert detectors.make("kdgan", preset="default").config(1).lr == pytest.approx(2e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_distillation_and_cpu_scoring_agree(tmp_path):
+    x = torch.rand(40, 1, 32, 32) * 2 - 1
+    det = detectors.make("kdgan", structure="p24", width=1, epochs=1, batch_size=16, teacher_budget="quick",
+                         teacher_width=2, device="cuda").fit(x[:32], x[32:])
+    gpu_scores = det.decision_function(x)
+    assert next(det.generator_.parameters()).is_cuda and det.teacher_.device == "cuda"
+    det.save(tmp_path / "s")
+    cpu = detectors.load(tmp_path / "s")
+    cpu.device = "cpu"  # score where there is no GPU
+    np.testing.assert_allclose(cpu.decision_function(x), gpu_scores, rtol=1e-3, atol=1e-5)

@@ -32,7 +32,7 @@ def cmd_bench(args) -> int:
     cfg = BenchConfig(dataset=args.dataset, methods=args.method, protocol=args.protocol,
                       classes=classes, seeds=args.seeds, val_fraction=args.val_fraction,
                       out=args.out, data_dir=args.data_dir, plots=not args.no_plots, curves=args.curves,
-                      save_models=args.save_models,
+                      save_models=args.save_models, device=args.device,
                       command=shlex.join(["noveltykit", *args.argv]))
     run_benchmark(cfg, progress=not args.quiet)
     print(f"report: {args.out}/report.md  table: {args.out}/table.md  results: {args.out}/results.json")
@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="save each cell's fitted detector under OUT/models/ (e.g. teachers to distil)")
     bench.add_argument("--curves", action="store_true",
                        help="trained detectors: record test AUROC after each epoch (a diagnostic, never used to choose)")
+    bench.add_argument("--device", help="where trained detectors run: cpu (their default) or cuda[:N]; "
+                                        "not part of the method labels")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=cmd_bench)
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from ..data import load_dataset
@@ -47,6 +48,9 @@ class BenchConfig:
     plots: bool = True
     curves: bool = False  # trained detectors: test AUROC after every epoch, as a labelled diagnostic
     save_models: bool = False  # write each cell's fitted detector under models/
+    # Where trained detectors run ("cuda", "cuda:1"); None = each detector's own default (cpu).
+    # Not part of a method's label: the same method on another device fills the same column.
+    device: str | None = None
     command: str = ""
 
     def __post_init__(self):
@@ -58,6 +62,18 @@ class BenchConfig:
                         for m in self.methods]
         if not self.seeds:
             raise ValueError("give at least one seed")
+        if self.device is not None:
+            check_device(self.device)
+
+
+def check_device(device: str) -> None:
+    """Fail before any work when the device cannot be used."""
+    if device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but this torch sees no CUDA device")
 
 
 def cell_key(record: dict) -> tuple:
@@ -97,14 +113,15 @@ def resolve_classes(ds: ImageDataset, classes, protocol: str) -> list[int]:
 
 def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodSpec,
              val_fraction: float, curves: bool = False, checkpoint_dir: Path | None = None,
-             model_dir: Path | None = None, progress: bool = False, teacher_cache: Path | None = None
-             ) -> tuple[dict, np.ndarray, np.ndarray, float]:
+             model_dir: Path | None = None, progress: bool = False, teacher_cache: Path | None = None,
+             device: str | None = None) -> tuple[dict, np.ndarray, np.ndarray, float]:
     """Fit on normal training images, threshold on normal validation images, score the test split.
 
     Trained detectors checkpoint every epoch into `checkpoint_dir` (unless the spec names one) and
     resume from it, so a killed benchmark loses at most one epoch. `model_dir`: save the model.
     Distilled students keep the teachers they train in `teacher_cache`, one per class and seed,
     shared by every student of that cell (unless the spec names a teacher or a cache).
+    `device`: for detectors that take one, unless the spec names it.
     """
     split = make_split(ds, protocol, cls, seed, val_fraction)
     train_x, val_x, test_x, is_novel = split.arrays(ds)
@@ -114,6 +131,8 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
         detector.checkpoint_dir, detector.resume = str(checkpoint_dir), True
     if teacher_cache is not None and params.get("teacher_cache", False) is None and params["teacher_dir"] is None:
         detector.teacher_cache = str(teacher_cache)
+    if device is not None and "device" in params and "device" not in dict(spec.params):
+        detector.device = device
     if progress and params.get("progress") is False and "progress" not in dict(spec.params):
         detector.progress = True  # per-epoch bars inside a long cell
     if curves and hasattr(detector, "epoch_monitor"):
@@ -184,7 +203,7 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
             ds, cfg.protocol, cls, seed, spec, cfg.val_fraction, cfg.curves,
             checkpoint_dir=out / "checkpoints" / stem,
             model_dir=out / "models" / stem if cfg.save_models else None, progress=progress,
-            teacher_cache=teachers)
+            teacher_cache=teachers, device=cfg.device)
         record.update(provenance, command=cfg.command,
                       finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         if cfg.save_models:

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
 
 import torch
 
+# For copies of the checkout without .git (e.g. shipped to another machine): the commit it was made from.
+ENV_COMMIT = "NOVELTYKIT_GIT_COMMIT"
 PACKAGES = ("noveltykit", "torch", "numpy", "scikit-learn", "scipy", "pillow", "safetensors")
 
 
@@ -31,9 +34,10 @@ def git_commit() -> str:
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return os.environ.get(ENV_COMMIT) or "unknown"
 
 
 def machine() -> dict[str, object]:
     return {"platform": platform.platform(), "processor": platform.machine(),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+            **({"cuda_device": torch.cuda.get_device_name()} if torch.cuda.is_available() else {})}
