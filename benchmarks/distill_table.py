@@ -40,10 +40,13 @@ def table(cells: dict, teacher: str, methods: list[str]) -> str:
     classes = sorted(c for (m, c) in cells if m == teacher and all((l, c) in cells for l in labels))
     if not classes:
         raise SystemExit(f"no class has all of {labels}")
-    for m in methods:  # each student's own teacher is the teacher column's model
+    # Each student's own teacher is the teacher column's model. Scored twice on a GPU, one model's
+    # AUROC can move in the 6th decimal (reductions are not bitwise repeatable); another training
+    # run of the teacher moves it by 1e-3 or more.
+    for m in methods:
         for c in classes:
             own = cells[(m, c)].get("teacher_auroc")
-            if own is not None and abs(own - cells[(teacher, c)]["auroc"]) > 1e-9:
+            if own is not None and abs(own - cells[(teacher, c)]["auroc"]) > 1e-5:
                 raise SystemExit(f"{m} class {c}: its teacher scored {own}, the teacher column "
                                  f"{cells[(teacher, c)]['auroc']}: not the same teacher")
     channels = 3 if cells[(teacher, classes[0])]["dataset"].startswith("cifar") else 1

@@ -2,7 +2,7 @@
 # Issue 4's Fashion-MNIST (u=1) and CIFAR-10 JPEG-copy (u=8) distillation results on one CUDA
 # machine, end to end, resumable (rerun the same command on the same machine to continue):
 #   1. the CUDA tests;
-#   2. per dataset, the students' learning rate, chosen by student_lr_choice.py's fixed rule from a
+#   2. per dataset, the students' learning rate, chosen by dev_choice.py's fixed rule from a
 #      development-split study on training images only (distill_ablation.py, classes 0 and 1);
 #   3. Tables V and VI at that rate (kd_tables.sh), every class in its own process: a small
 #      model's step leaves the GPU idle most of the time, so processes overlap well.
@@ -45,7 +45,7 @@ done
 wait $(jobs -p | grep -vx "$tests")
 for ds in fashion-mnist cifar10-jpeg; do
     cat "$out"/dev-$ds-class*.jsonl >"$out/dev-$ds.jsonl"
-    python3 benchmarks/student_lr_choice.py "$out/dev-$ds.jsonl" >"$out/lr-$ds.txt" || continue
+    python3 benchmarks/dev_choice.py "$out/dev-$ds.jsonl" >"$out/lr-$ds.txt" || continue
     lr=$(tail -1 "$out/lr-$ds.txt")
     echo "$ds: student lr $lr"
     JOBS=10 timeout "$(left)" benchmarks/kd_tables.sh $ds "${width[$ds]}" "$lr" "${vi[$ds]}" "$out/$ds" \

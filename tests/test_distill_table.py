@@ -43,3 +43,11 @@ def test_a_student_of_another_teacher_is_refused(tmp_path):
     a = _write(tmp_path / "a", [_record("ede-gan", 0, 0.90), _record("kd", 0, 0.95, 2, 0.91, "kdgan")])
     with pytest.raises(SystemExit, match="not the same teacher"):
         distill_table.table(distill_table.load([a], seed=0), "ede-gan", ["kd"])
+    b = _write(tmp_path / "b", [_record("ede-gan", 0, 0.90), _record("kd", 0, 0.95, 2, 0.90 + 1e-4, "kdgan")])
+    with pytest.raises(SystemExit, match="not the same teacher"):
+        distill_table.table(distill_table.load([b], seed=0), "ede-gan", ["kd"])
+
+
+def test_the_same_teacher_rescored_on_a_gpu_passes(tmp_path):
+    a = _write(tmp_path / "a", [_record("ede-gan", 0, 0.90, 64), _record("kd", 0, 0.95, 2, 0.90 - 6e-7, "kdgan")])
+    assert "kd" in distill_table.table(distill_table.load([a], seed=0), "ede-gan", ["kd"])

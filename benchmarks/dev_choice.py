@@ -1,0 +1,70 @@
+"""Pick a student setting from a development-split study, by a fixed rule.
+
+Reads the JSON lines of `distill_ablation.py` (training images only; no test label is read) and
+prints the setting whose runs have the higher mean last-epoch dev AUROC, over every class (and
+every kind of student) run with it. The rule is written before the runs, so the choice is mechanical.
+
+  --by lr       the learning rate; a tie keeps the `student` preset's rate
+  --by variant  the variant label; a tie keeps the one listed first (the incumbent). With --alone,
+                also print the student-alone spec of the same budget: the same width and settings,
+                as many epochs as the two progressive steps together.
+
+    python benchmarks/dev_choice.py runs/dev-fashion-mnist.jsonl
+    python benchmarks/dev_choice.py runs/dev-budget.jsonl --by variant --alone
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+
+from noveltykit.eval.methods import MethodSpec
+from noveltykit.train.gan import PRESETS
+
+
+def choose(rows: list[dict], by: str = "lr", incumbent=None) -> tuple[object, dict]:
+    groups = defaultdict(list)  # insertion order = the order the rows list them
+    for row in rows:
+        groups[row[by]].append(row["dev_auroc_last"])
+    if len(groups) < 2:
+        raise ValueError(f"need runs of two settings or more, got {list(groups)}")
+    means = {k: sum(v) / len(v) for k, v in groups.items()}
+    if incumbent is None:
+        incumbent = PRESETS["student"]["lr"] if by == "lr" else next(iter(groups))
+    best = max(means, key=lambda k: (round(means[k], 6), k == incumbent))
+    return best, means
+
+
+def alone_spec(kdgan_label: str) -> str:
+    """`kdgan:structure=p23,width=1,epochs=24,lr=0.002` -> `ede-gan:width=1,epochs=48,lr=0.002`."""
+    spec = MethodSpec.parse(kdgan_label)
+    params = dict(spec.params)
+    if spec.detector != "kdgan" or str(params.pop("structure", "p23")) not in ("p23", "p24"):
+        raise ValueError(f"{kdgan_label}: not a progressive kdgan student")
+    per_step = params.pop("epochs", None)
+    if per_step is None:
+        from noveltykit.train.gan import BUDGETS
+        per_step = BUDGETS[params.get("budget", "cpu")]["epochs"]
+    params = {"width": params.pop("width", 2), "epochs": 2 * per_step, **params}
+    return "ede-gan:" + ",".join(f"{k}={v}" for k, v in params.items())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("jsonl", help="rows written by distill_ablation.py for one dataset and student width")
+    ap.add_argument("--by", default="lr", choices=["lr", "variant"])
+    ap.add_argument("--alone", action="store_true", help="--by variant: also the student-alone spec")
+    args = ap.parse_args()
+    rows = [json.loads(line) for line in open(args.jsonl) if line.strip()]
+    if len({r["dataset"] for r in rows}) != 1:
+        raise SystemExit("give the rows of one dataset")
+    best, means = choose(rows, args.by)
+    for k, m in means.items():
+        print(f"# {k}: mean dev AUROC {m:.4f} over {sum(r[args.by] == k for r in rows)} runs")
+    print(f"{best:g}" if args.by == "lr" else best)
+    if args.alone:
+        print(alone_spec(best))
+
+
+if __name__ == "__main__":
+    main()
