@@ -6,7 +6,7 @@
 #
 #   JOBS=2 benchmarks/kd_tables.sh DATASET WIDTH LR VI_CLASSES OUT [bench options, e.g. --device cuda]
 #   JOBS=10 benchmarks/kd_tables.sh fashion-mnist 1 0.002 2,6,8 runs/kd-fmnist --device cuda
-# Then: noveltykit report OUT/class* --methods ...  and  python benchmarks/distill_table.py OUT/class* ...
+# Then: noveltykit report OUT/class?/ --methods ...  and  python benchmarks/distill_table.py OUT/class?/ ...
 # NOVELTYKIT names the command (default `noveltykit`; e.g. "python3 -m noveltykit.cli").
 set -euo pipefail
 if [ $# -lt 5 ]; then sed -n 2,10p "$0"; exit 2; fi

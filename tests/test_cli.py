@@ -98,6 +98,9 @@ def test_distill_export_and_set_threshold(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nothing"), "--out", str(onnx_path)]) == 2
     assert main(["distill", "--teacher", str(tmp_path / "nothing"), "--dataset", dataset, "--class", "normal",
                  "--out", str(tmp_path / "x")]) == 2
+    assert main(["distill", "--teacher", str(teacher), "--dataset", dataset, "--class", "normal",
+                 "--device", "tpu", "--out", str(tmp_path / "x")]) == 2
+    assert "cpu' or 'cuda" in capsys.readouterr().err and not (tmp_path / "x").exists()  # before any work
 
 
 def test_profile_gives_compression_ratios(capsys):

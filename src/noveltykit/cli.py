@@ -45,7 +45,8 @@ def cmd_distill(args) -> int:
     from .eval.methods import MethodSpec
     structure = parse_structure(args.structure)
     params = {"structure": structure, "width": args.width, "preset": args.preset, "budget": args.budget}
-    params.update({k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None})
+    if args.epochs is not None:
+        params["epochs"] = args.epochs
     alias = "kdgan:" + ",".join(f"{k}={v}" for k, v in params.items())
     if args.teacher:
         if not (Path(args.teacher) / "config.json").is_file():
@@ -55,7 +56,7 @@ def cmd_distill(args) -> int:
     spec = MethodSpec("kdgan", tuple(params.items()), alias=alias)
     cfg = BenchConfig(dataset=args.dataset, methods=[spec], protocol=args.protocol, classes=[args.cls],
                       seeds=[args.seed], val_fraction=args.val_fraction, out=args.out,
-                      data_dir=args.data_dir, curves=args.curves, save_models=True,
+                      data_dir=args.data_dir, curves=args.curves, save_models=True, device=args.device,
                       command=shlex.join(["noveltykit", *args.argv]))
     for r in run_benchmark(cfg, progress=not args.quiet):
         if r["method"] == alias and r["seed"] == args.seed:
@@ -189,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--preset", default="student", help="the student's hyper-parameters (the teacher's: default)")
     dist.add_argument("--budget", default="cpu", help="quick | cpu | full (per distillation step)")
     dist.add_argument("--epochs", type=int, help="override the budget's epochs per step")
-    dist.add_argument("--device", help="cpu (default) or cuda")
+    dist.add_argument("--device", help="cpu (default) or cuda[:N], for the student and a teacher trained here")
     dist.add_argument("--out", required=True, help="output folder; rerunning resumes")
     dist.add_argument("--data-dir")
     dist.add_argument("--curves", action="store_true", help="diagnostic test AUROC per epoch")

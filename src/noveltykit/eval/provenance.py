@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-# For copies of the checkout without .git (e.g. shipped to another machine): the commit it was made from.
+# For copies of the checkout shipped to another machine, whose .git (if any) may be stale: the commit
+# the copy was made from. When set, it is what results record.
 ENV_COMMIT = "NOVELTYKIT_GIT_COMMIT"
 PACKAGES = ("noveltykit", "torch", "numpy", "scikit-learn", "scipy", "pillow", "safetensors")
 
@@ -26,6 +27,8 @@ def package_versions() -> dict[str, str]:
 
 def git_commit() -> str:
     """The commit of the checkout the package runs from, with '+dirty' for uncommitted changes."""
+    if os.environ.get(ENV_COMMIT):
+        return os.environ[ENV_COMMIT]
     repo = Path(__file__).resolve().parents[3]
     try:
         sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
@@ -34,7 +37,7 @@ def git_commit() -> str:
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get(ENV_COMMIT) or "unknown"
+        return "unknown"
 
 
 def machine() -> dict[str, object]:
