@@ -19,7 +19,7 @@ import json
 from collections import defaultdict
 
 from noveltykit.eval.methods import MethodSpec
-from noveltykit.train.gan import PRESETS
+from noveltykit.train.gan import BUDGETS, PRESETS
 
 
 def choose(rows: list[dict], by: str = "lr", incumbent=None) -> tuple[object, dict]:
@@ -43,7 +43,6 @@ def alone_spec(kdgan_label: str) -> str:
         raise ValueError(f"{kdgan_label}: not a progressive kdgan student")
     per_step = params.pop("epochs", None)
     if per_step is None:
-        from noveltykit.train.gan import BUDGETS
         per_step = BUDGETS[params.get("budget", "cpu")]["epochs"]
     params = {"width": params.pop("width", 2), "epochs": 2 * per_step, **params}
     return "ede-gan:" + ",".join(f"{k}={v}" for k, v in params.items())

@@ -1,4 +1,3 @@
-
 from noveltykit.eval.report import metric_table, metric_value
 
 
