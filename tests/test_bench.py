@@ -6,6 +6,7 @@ import torch
 
 from noveltykit.eval import bench
 from noveltykit.eval.bench import BenchConfig, run_benchmark
+from noveltykit.eval.methods import MethodSpec
 
 from conftest import make_blobs_dataset
 
@@ -34,7 +35,8 @@ def test_bench_writes_results_table_and_plots(tmp_path):
     assert (tmp_path / "report.md").exists()
     for x in saved:
         assert (tmp_path / x["plot"]).stat().st_size > 1000
-    scores = np.load(tmp_path / "scores" / "knn_k3" / "class0_seed0.npz", allow_pickle=False)
+    stem = bench.cell_stem(MethodSpec.parse("knn:k=3"), 0, 0)
+    scores = np.load(tmp_path / "scores" / f"{stem}.npz", allow_pickle=False)
     assert scores["scores"].shape == (90,)
 
 
@@ -107,7 +109,7 @@ def test_killed_training_resumes_mid_cell_from_its_last_epoch(tmp_path, monkeypa
     monkeypatch.setattr(gan, "validation_loss", dies_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(cfg(tmp_path / "a"), dataset=ds, progress=False)
-    ckpt = tmp_path / "a" / "checkpoints" / "ede-gan_width4_epochs3_batch_size16_presetpaper" / "class0_seed0"
+    ckpt = tmp_path / "a" / "checkpoints" / bench.cell_stem(MethodSpec.parse(method), 0, 0)
     assert json.loads((ckpt / "latest.json").read_text())["epoch"] == 1
     monkeypatch.setattr(gan, "validation_loss", real_val_loss)
     resumed = run_benchmark(cfg(tmp_path / "a", save_models=True), dataset=ds, progress=False)[0]

@@ -95,9 +95,9 @@ def test_distill_export_and_set_threshold(tmp_path, capsys):
     assert f"threshold {record['threshold']!r}" in capsys.readouterr().out
     assert main(["set-threshold", str(onnx_path), "0.25"]) == 0
     assert "-> 0.25" in capsys.readouterr().out
-    assert main(["export", str(tmp_path / "nothing"), "--out", str(onnx_path)]) == 2
+    assert main(["export", str(tmp_path / "nothing"), "--out", str(onnx_path)]) == 5  # not a model folder
     assert main(["distill", "--teacher", str(tmp_path / "nothing"), "--dataset", dataset, "--class", "normal",
-                 "--out", str(tmp_path / "x")]) == 2
+                 "--out", str(tmp_path / "x")]) == 5
     assert main(["distill", "--teacher", str(teacher), "--dataset", dataset, "--class", "normal",
                  "--device", "tpu", "--out", str(tmp_path / "x")]) == 2
     assert "cpu' or 'cuda" in capsys.readouterr().err and not (tmp_path / "x").exists()  # before any work

@@ -8,6 +8,20 @@ import sys
 from pathlib import Path
 
 
+# Exit statuses (documented in the README and `noveltykit --help`): a script can tell them apart.
+EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_DIVERGED, EXIT_MODEL, EXIT_PACKAGE = range(7)
+EXIT_HELP = """exit status:
+  0  done
+  1  bench/distill: cells failed in different ways (each error is listed; the other cells are
+     saved); when every failed cell failed the same known way, that way's status below
+  2  bad arguments or input (a parameter, a path, an image)
+  3  a dataset could not be found or fetched
+  4  training diverged (NaN or inf loss; the message names the last good checkpoint)
+  5  a saved model or exported file that cannot be loaded
+  6  an optional package or the pretrained weights are not installed
+--debug shows the traceback of any of these."""
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -49,9 +63,8 @@ def cmd_distill(args) -> int:
         params["epochs"] = args.epochs
     alias = "kdgan:" + ",".join(f"{k}={v}" for k, v in params.items())
     if args.teacher:
-        if not (Path(args.teacher) / "config.json").is_file():
-            raise FileNotFoundError(f"{args.teacher}: no saved detector here (config.json); save teachers "
-                                    "with `noveltykit bench --method ede-gan --save-models`")
+        from .detectors.registry import read_config
+        read_config(Path(args.teacher))  # a bad folder fails here, before any work
         params["teacher_dir"] = str(Path(args.teacher).resolve())
     spec = MethodSpec("kdgan", tuple(params.items()), alias=alias)
     cfg = BenchConfig(dataset=args.dataset, methods=[spec], protocol=args.protocol, classes=[args.cls],
@@ -128,7 +141,9 @@ def cmd_profile(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="noveltykit", description="One-class novelty detection on images")
+    parser = argparse.ArgumentParser(prog="noveltykit", description="One-class novelty detection on images",
+                                     epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a known failure too")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="fetch datasets into the cache, or show what is cached")
@@ -212,18 +227,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _exit_status(exc: BaseException) -> int | None:
+    """The documented status of a known failure; None for a bug (shown with its traceback)."""
     from .data import DataUnavailableError
+    from .detectors import ModelFileError
+    from .eval.bench import BenchFailed
+    from .features.weights import PretrainedWeightsMismatch
+    from .train.stabilisers import TrainingDiverged
 
+    if isinstance(exc, BenchFailed):  # every cell failed the same known way: that way's status
+        kinds = {_exit_status(cause) for cause in exc.causes}
+        return kinds.pop() if len(kinds) == 1 and None not in kinds else EXIT_CELLS_FAILED
+    for kind, status in ((DataUnavailableError, EXIT_DATA),
+                         (TrainingDiverged, EXIT_DIVERGED),
+                         ((ModelFileError, PretrainedWeightsMismatch), EXIT_MODEL),
+                         (ImportError, EXIT_PACKAGE), ((ValueError, FileNotFoundError), EXIT_USAGE)):
+        if isinstance(exc, kind):
+            return status
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
-    args.argv = argv  # recorded with results, so each says how it was made
+    args.argv, args.debug = argv, debug  # argv is recorded with results, so each says how it was made
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, DataUnavailableError) as exc:
-        # Input mistakes get one clear line, not a traceback.
+    except Exception as exc:
+        status = _exit_status(exc)
+        if status is None or args.debug:
+            raise
+        # A known failure gets its message, not a traceback.
         print(f"noveltykit: error: {exc}", file=sys.stderr)
-        return 2
+        return status
 
 
 if __name__ == "__main__":

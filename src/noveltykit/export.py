@@ -6,6 +6,7 @@ the threshold without re-exporting. Needs `pip install 'noveltykit[export]'` (on
 """
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -14,7 +15,9 @@ import numpy as np
 import torch
 
 from . import __version__
+from .detectors import ModelFileError
 from .detectors.base import as_image_tensor
+from .fileio import atomic_write_bytes
 
 PREFIX = "noveltykit."
 INPUT_NOTE = "float32 (N, C, H, W) in [-1, 1]; uint8 pixels p map to p / 127.5 - 1"
@@ -45,17 +48,17 @@ def export_module(module: torch.nn.Module, input_shape: tuple[int, ...], path: s
     """Trace images (N, *input_shape) -> scores (N,) into an ONNX file, batch axis dynamic."""
     onnx = _require("onnx")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, *input_shape)
+    buffer = io.BytesIO()  # traced in memory, written once: a killed export leaves the old file or none
     with warnings.catch_warnings():  # the TorchScript-based exporter announces its deprecation
         warnings.simplefilter("ignore")
-        torch.onnx.export(module.cpu().eval(), (example,), str(path), input_names=["images"],
+        torch.onnx.export(module.cpu().eval(), (example,), buffer, input_names=["images"],
                           output_names=["scores"], dynamic_axes={"images": {0: "batch"}, "scores": {0: "batch"}},
                           opset_version=opset, dynamo=False)
+    model = onnx.load_from_string(buffer.getvalue())
     if metadata:
-        model = onnx.load(str(path))
         _set_metadata(model, metadata)
-        onnx.save(model, str(path))
+    atomic_write_bytes(path, model.SerializeToString())
     return path
 
 
@@ -68,22 +71,31 @@ def _set_metadata(model, values: dict[str, str]) -> None:
         entry.key, entry.value = PREFIX + key, value
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
+def _load(path: str | Path):
+    """The ONNX model in `path`; a missing or unreadable file is a ModelFileError naming it."""
     onnx = _require("onnx")
-    model = onnx.load(str(path), load_external_data=False)
+    if not Path(path).is_file():
+        raise ModelFileError(f"{path}: no such file")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and the like
+        raise ModelFileError(f"{path}: not a readable ONNX file ({exc})") from None
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    model = _load(path)
     return {p.key[len(PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
 
 
 def set_threshold(path: str | Path, threshold: float) -> None:
     """Change the threshold stored in an exported file (the graph is untouched)."""
-    onnx = _require("onnx")
     if not np.isfinite(threshold):
         raise ValueError(f"threshold must be finite, got {threshold}")
-    model = onnx.load(str(path))
+    model = _load(path)
     if "threshold" not in {p.key[len(PREFIX):] for p in model.metadata_props if p.key.startswith(PREFIX)}:
-        raise ValueError(f"{path}: not a noveltykit export (no {PREFIX}threshold metadata)")
+        raise ModelFileError(f"{path}: not a noveltykit export (no {PREFIX}threshold metadata)")
     _set_metadata(model, {"threshold": repr(float(threshold))})
-    onnx.save(model, str(path))
+    atomic_write_bytes(path, model.SerializeToString())  # the old file or the new one, never half
 
 
 class OnnxDetector:
@@ -94,7 +106,7 @@ class OnnxDetector:
         self.path = Path(path)
         self.metadata = read_metadata(self.path)
         if "threshold" not in self.metadata:
-            raise ValueError(f"{self.path}: not a noveltykit export (no {PREFIX}threshold metadata)")
+            raise ModelFileError(f"{self.path}: not a noveltykit export (no {PREFIX}threshold metadata)")
         self.threshold_ = float(self.metadata["threshold"])
         self.input_shape_ = tuple(json.loads(self.metadata["input_shape"]))
         options = ort.SessionOptions()

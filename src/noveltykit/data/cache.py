@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..fileio import atomic_write
-from .checksums import ChecksumError, FileSpec, verify_file
+from .checksums import ChecksumError, FileSpec, size_error, verify_file
 
 ENV_CACHE = "NOVELTYKIT_CACHE"
 
@@ -31,12 +31,20 @@ def dataset_cache_dir(key: str) -> Path:
 
 
 def store_verified(dest: str | Path, chunks: Iterable[bytes], spec: FileSpec) -> Path:
-    """Write `chunks` to `dest` atomically, but only if their checksum is the one `spec` expects."""
+    """Write `chunks` to `dest` atomically, but only if their size and checksum are the ones `spec`
+    expects. With a known size, reading stops one chunk past it: a decompression bomb never fills
+    the disk."""
     h = hashlib.new(spec.algorithm)
+    total = 0
     with atomic_write(dest) as f:
         for chunk in chunks:
+            total += len(chunk)
+            if spec.size is not None and total > spec.size:
+                raise size_error(spec.name, spec, f"more than {spec.size:,}")
             h.update(chunk)
             f.write(chunk)
+        if spec.size is not None and total != spec.size:
+            raise size_error(spec.name, spec, f"{total:,}")
         if h.hexdigest() != spec.digest:
             raise ChecksumError(
                 f"{spec.name}: {spec.algorithm} mismatch (expected {spec.digest}, got {h.hexdigest()})")

@@ -23,10 +23,12 @@ DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "cifar10-jpeg")  # plus "f
 ALIASES = {"fmnist": "fashion-mnist"}
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+# 60,000 / 10,000 images of 28x28 bytes and their labels, behind 16- and 8-byte IDX headers
+IDX_SIZES = (16 + 60_000 * 784, 8 + 60_000, 16 + 10_000 * 784, 8 + 10_000)
 
 MNIST = DatasetSpec(
     key="mnist",
-    files=tuple(FileSpec(n, sha256=h) for n, h in zip(IDX_FILES, (
+    files=tuple(FileSpec(n, sha256=h, size=b) for n, b, h in zip(IDX_FILES, IDX_SIZES, (
         "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
         "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
         "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
@@ -38,7 +40,7 @@ MNIST_CLASSES = [str(i) for i in range(10)]
 
 FASHION_MNIST = DatasetSpec(
     key="fashion-mnist",
-    files=tuple(FileSpec(n, sha256=h) for n, h in zip(IDX_FILES, (
+    files=tuple(FileSpec(n, sha256=h, size=b) for n, b, h in zip(IDX_FILES, IDX_SIZES, (
         "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
         "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
         "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
@@ -52,17 +54,17 @@ FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 # Exact CIFAR-10: the binary archive is preferred (plain bytes); the python one (pickles) is accepted.
 CIFAR10_BINARY = DatasetSpec(
     key="cifar10",
-    files=(FileSpec("cifar-10-binary.tar.gz", md5="c32a1d4ab5d03f1284b67883e8d87530"),),
+    files=(FileSpec("cifar-10-binary.tar.gz", md5="c32a1d4ab5d03f1284b67883e8d87530", size=170_052_171),),
     urls=("https://www.cs.toronto.edu/~kriz/{name}",),
 )
 CIFAR10_PYTHON = DatasetSpec(
     key="cifar10",
-    files=(FileSpec("cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a"),),
+    files=(FileSpec("cifar-10-python.tar.gz", md5="c58f30108f718f92721af3b95e74349a", size=170_498_071),),
 )
 CIFAR10_JPEG = DatasetSpec(
     key="cifar10-jpeg",
     files=(FileSpec("cifar10-jpeg.tar.gz",
-                    sha256="d877bdec11f54282b92da36e9f045bd305d663b1223e3822baff39ca9ff6690a"),),
+                    sha256="d877bdec11f54282b92da36e9f045bd305d663b1223e3822baff39ca9ff6690a", size=19_642_268),),
     mirrors=(EnvFileSource("NOVELTYKIT_CIFAR10_JPEG"), SearchFileSource("shared/data/cifar10-jpeg")),
     hint="Or set NOVELTYKIT_CIFAR10_JPEG=/path/to/cifar10-jpeg.tar.gz.",
 )

@@ -84,7 +84,9 @@ def _store(dest_dir: Path, spec: FileSpec, stream: BinaryIO, delivered_name: str
     """Verify and cache one delivered file; a gzipped copy of a raw file is unpacked on the way."""
     if delivered_name.endswith(".gz") and not spec.name.endswith(".gz"):
         stream = gzip.GzipFile(fileobj=stream)
-    return store_verified(dest_dir / spec.name, iter_chunks(stream), spec)
+    # One byte past a known size is enough to tell it is too long: a gzip bomb is never unpacked further.
+    limit = None if spec.size is None else spec.size + 1
+    return store_verified(dest_dir / spec.name, iter_chunks(stream, limit=limit), spec)
 
 
 class Source:

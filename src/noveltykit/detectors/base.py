@@ -15,6 +15,7 @@ Subclasses implement `_fit(x, x_val)`, `_score(x)` (float tensors in [-1, 1]) an
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 from pathlib import Path
@@ -22,10 +23,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as save_tensors
 
 from .. import __version__
 from ..data.images import ImageDataset, to_float
+from ..fileio import atomic_dir
+
+# A saved model: these two files and nothing else. SCHEMA_VERSION counts layouts of config.json
+# (1: before it carried "schema" and the weights' sha256); `load` reads every version up to it.
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
+MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE)
+MODEL_FORMAT, SCHEMA_VERSION = "noveltykit-detector", 2
 
 FLOAT_RANGE_SLACK = 1e-3  # float images may exceed [-1, 1] by rounding error only
 
@@ -163,16 +171,29 @@ class Detector:
         return (self.decision_function(X) > self.threshold_).astype(np.int64)
 
     def save(self, directory: str | Path) -> Path:
-        """Write `config.json` (name, params, threshold) and `weights.safetensors`."""
+        """Write `config.json` (name, params, threshold, weights' sha256) and `weights.safetensors`.
+
+        The folder is written beside its place and swapped in whole: a killed save leaves the old
+        model or the new one. A folder holding anything else is refused, never replaced.
+        """
         self._check_fitted()
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        if directory.exists():
+            if not directory.is_dir():
+                raise ValueError(f"{directory}: exists and is not a folder; save a model into a folder")
+            others = sorted(p.name for p in directory.iterdir() if p.name not in MODEL_FILES)
+            if others:
+                raise ValueError(f"{directory}: holds other files ({', '.join(others[:3])}); save into a "
+                                 "new or empty folder, or one holding only a saved model")
         tensors = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
-        save_file(tensors, str(directory / "weights.safetensors"))
-        config = {"detector": self.name, "params": self.get_params(), "threshold_": self.threshold_,
+        weights = save_tensors(tensors)
+        config = {"format": MODEL_FORMAT, "schema": SCHEMA_VERSION, "detector": self.name,
+                  "params": self.get_params(), "threshold_": self.threshold_,
                   "input_shape_": list(self.input_shape_), "fitted": self._info(),
-                  "noveltykit_version": __version__}
-        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+                  "weights_sha256": hashlib.sha256(weights).hexdigest(), "noveltykit_version": __version__}
+        with atomic_dir(directory) as tmp:
+            (tmp / WEIGHTS_FILE).write_bytes(weights)
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return directory
 
     def __repr__(self) -> str:

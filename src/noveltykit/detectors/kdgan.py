@@ -11,21 +11,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import warnings
 from pathlib import Path
 
 import torch
 
+from .. import __version__
 from ..distill.kdgan import DistillConfig, parse_structure, train_distill
-from .base import as_image_tensor
+from ..fileio import remove_tree_inside
+from ..train.gan import TRAINING_CODE_VERSION
+from .base import CONFIG_FILE, as_image_tensor
 from .gan import EDEGANDetector, _GANDetector, fingerprint
 from .registry import load, register
 
-# The teacher parameters that make a teacher what it is: its cache key. The others only say how
-# it is run (where, with what progress and checkpoints).
-TEACHER_KEY_FIELDS = ("threshold_quantile", "validation_fraction", "random_state", "preset", "budget", "width")
-_RUN_ONLY = ("device", "progress", "checkpoint_dir", "resume")
 
 
 @register
@@ -78,13 +76,14 @@ class KDGANDetector(_GANDetector):
         params = self.teacher_params()
         if self.teacher_cache is None:
             return self._fit_teacher(params, x, x_val, None)
-        key = teacher_key(params, x, x_val)
+        key = teacher_key(EDEGANDetector(**params), x, x_val)
         folder = Path(self.teacher_cache) / key
-        if (folder / "config.json").is_file():
+        if (folder / CONFIG_FILE).is_file():
             return load(folder)
-        teacher = self._fit_teacher(params, x, x_val, Path(self.teacher_cache) / f".{key}.checkpoints")
-        _store(teacher, folder)
-        shutil.rmtree(Path(self.teacher_cache) / f".{key}.checkpoints", ignore_errors=True)
+        checkpoints = Path(self.teacher_cache) / f".{key}.checkpoints"
+        teacher = self._fit_teacher(params, x, x_val, checkpoints)
+        teacher.save(folder)  # atomic: a folder appears whole or not at all
+        remove_tree_inside(self.teacher_cache, checkpoints)
         return teacher
 
     def _fit_teacher(self, params: dict, x, x_val, checkpoints: Path | None) -> EDEGANDetector:
@@ -119,32 +118,26 @@ class KDGANDetector(_GANDetector):
         self.teacher_summary_ = info.get("teacher")
 
 
-def teacher_key(params: dict, x: torch.Tensor, x_val: torch.Tensor) -> str:
-    """Cache key of a teacher: its parameters and the fingerprints of the images it is fitted on."""
-    key_src = {k: params[k] for k in TEACHER_KEY_FIELDS}
+def teacher_key(teacher: _GANDetector, x: torch.Tensor, x_val: torch.Tensor) -> str:
+    """Cache key of a teacher: the resolved values it trains with (never preset or budget names,
+    whose meaning may change), the training code's version, and the fingerprints of its images."""
+    config = dataclasses.asdict(teacher.config(x.shape[1]))
+    config.pop("device")  # where it ran does not change what it is
+    key_src = {"config": config, "threshold_quantile": teacher.threshold_quantile,
+               "validation_fraction": teacher.validation_fraction, "training_code": TRAINING_CODE_VERSION,
+               "noveltykit": __version__}
     return hashlib.sha256(json.dumps([key_src, fingerprint(x), fingerprint(x_val)], sort_keys=True)
                           .encode()).hexdigest()[:16]
 
 
-def _store(teacher: _GANDetector, folder: Path) -> None:
-    partial = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    teacher.save(partial)
-    partial.rename(folder)  # a folder appears whole or not at all
-
-
 def offer_teacher(detector, X, X_val, cache: str | Path) -> bool:
-    """File a fitted plain `ede-gan` (no hyper-parameter overrides) in a teacher cache under the key
-    a `kdgan` student would look for, so that a benchmark's teacher column and its students share
-    one training. Fitting is deterministic, so this is the very teacher the student would train."""
+    """File a fitted `ede-gan` in a teacher cache under its key, so that a `kdgan` student whose
+    teacher would train with the same resolved values on the same images uses it instead. Fitting
+    is deterministic, so this is the very teacher the student would train."""
     if type(detector) is not EDEGANDetector or not hasattr(detector, "threshold_"):
         return False
-    params = detector.get_params()
-    if any(v is not None for k, v in params.items() if k not in TEACHER_KEY_FIELDS + _RUN_ONLY):
-        return False  # a hyper-parameter override: not the teacher a student trains
     x, x_val = as_image_tensor(X), as_image_tensor(X_val)  # as `fit` saw them
-    key = teacher_key({**params, "width": params["width"] or 64}, x, x_val)
-    folder = Path(cache) / key
-    if not (folder / "config.json").is_file():
-        _store(detector, folder)
+    folder = Path(cache) / teacher_key(detector, x, x_val)
+    if not (folder / CONFIG_FILE).is_file():
+        detector.save(folder)
     return True

@@ -1,12 +1,14 @@
 """Detectors by name: `make("knn", k=5)`, and `load(dir)` for a saved one."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file
+from safetensors.torch import load as load_tensors
 
-from .base import Detector
+from ..features.weights import PretrainedWeightsMismatch
+from .base import CONFIG_FILE, SCHEMA_VERSION, WEIGHTS_FILE, Detector
 
 _REGISTRY: dict[str, type[Detector]] = {}
 
@@ -36,15 +38,65 @@ def make(name: str, **params) -> Detector:
     return cls(**params)
 
 
+class ModelFileError(ValueError):
+    """A saved model that cannot be loaded; the message names the file and what is wrong with it."""
+
+
+REQUIRED_KEYS = ("detector", "params", "threshold_", "input_shape_")
+
+
+def read_config(directory: Path) -> dict:
+    """A saved model's config.json, checked: JSON, every required key, a schema this version reads."""
+    path = directory / CONFIG_FILE
+    if not directory.is_dir():
+        raise ModelFileError(f"{directory}: no such folder")
+    if not path.is_file():
+        raise ModelFileError(f"{directory}: no {CONFIG_FILE}; is this a saved noveltykit detector?")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    schema = config.get("schema", 1)
+    if not isinstance(schema, int) or not 1 <= schema <= SCHEMA_VERSION:
+        raise ModelFileError(f"{path}: schema {schema!r}; this noveltykit reads schemas 1 to {SCHEMA_VERSION} "
+                             "(a newer noveltykit saved it?)")
+    for key in REQUIRED_KEYS:
+        if key not in config:
+            raise ModelFileError(f"{path}: missing key {key!r}")
+    return config
+
+
 def load(directory: str | Path) -> Detector:
     """Rebuild a detector written by `Detector.save` (JSON + safetensors, nothing executable)."""
     directory = Path(directory)
-    config_path = directory / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{directory}: no config.json; is this a saved noveltykit detector?")
-    config = json.loads(config_path.read_text())
-    det = make(config["detector"], **config["params"])
-    det.threshold_ = float(config["threshold_"])
-    det.input_shape_ = tuple(config["input_shape_"])
-    det._load_state(load_file(str(directory / "weights.safetensors")), config.get("fitted", {}))
+    config = read_config(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    try:
+        det = make(config["detector"], **config["params"])
+        det.threshold_ = float(config["threshold_"])
+        det.input_shape_ = tuple(int(s) for s in config["input_shape_"])
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{config_path}: {exc}") from None
+    if not weights_path.is_file():
+        raise ModelFileError(f"{weights_path}: missing")
+    data = weights_path.read_bytes()
+    expected = config.get("weights_sha256")
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise ModelFileError(f"{weights_path}: sha256 differs from the one in {CONFIG_FILE} (changed, "
+                             "truncated, or from another save)")
+    try:
+        tensors = load_tensors(data)
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise ModelFileError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+    try:
+        det._load_state(tensors, config.get("fitted", {}))
+    except PretrainedWeightsMismatch:
+        raise  # the model is fine; the installed backbone is another one (its own message says so)
+    except KeyError as exc:
+        raise ModelFileError(f"{weights_path}: missing tensor {exc.args[0]!r} of a {det.name} model") from None
+    except (RuntimeError, ValueError) as exc:  # load_state_dict: wrong shapes or names
+        raise ModelFileError(f"{weights_path}: does not fit a {det.name} model with these parameters "
+                             f"({str(exc).splitlines()[0]})") from None
     return det

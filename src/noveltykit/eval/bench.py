@@ -1,15 +1,15 @@
 """The benchmark runner: every (class, seed, method) cell of one dataset and protocol.
 
-Each finished cell is appended to `results.json` at once (atomically), so a killed run loses at
-most the cell in progress and a rerun with the same `--out` skips what is done.
+Each finished cell is filed at once (`cellstore`: its own file, results.json rebuilt), so a killed
+run loses at most the cell in progress, a rerun with the same `--out` skips what is done, and
+several processes may share one `--out`.
 """
 from __future__ import annotations
 
 import io
-import json
-import shutil
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,16 +24,13 @@ from ..data.protocols import PROTOCOLS, make_split
 from ..detectors import make
 from ..detectors.kdgan import offer_teacher
 from ..features.store import dataset_feature_store
-from ..fileio import atomic_write_bytes, atomic_write_json
+from ..fileio import atomic_write_bytes, remove_tree_inside, safe_name
+from .cellstore import EXPERIMENT_FIELDS, CellStore, cell_id, cell_key, load_results  # noqa: F401 (API)
 from .methods import MethodSpec
 from .metrics import all_metrics, auroc
 from .plots import plot_cell, plot_training_curves
 from .provenance import git_commit, machine, package_versions
 from .report import write_report
-
-# Fields that define the experiment: results under one --out must agree on them.
-EXPERIMENT_FIELDS = ("dataset", "protocol", "val_fraction")
-
 
 @dataclass
 class BenchConfig:
@@ -60,8 +57,13 @@ class BenchConfig:
             raise ValueError("give at least one method")
         self.methods = [m if isinstance(m, MethodSpec) else MethodSpec.parse(m)  # fail before any work
                         for m in self.methods]
+        for spec in self.methods:  # parameter mistakes fail here, not in every cell
+            make(spec.detector, **dict(spec.params))
         if not self.seeds:
             raise ValueError("give at least one seed")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1): thresholds and selection need normal "
+                             f"validation images, got {self.val_fraction}")
         if self.device is not None:
             check_device(self.device)
 
@@ -74,31 +76,6 @@ def check_device(device: str) -> None:
         raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
     if not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but this torch sees no CUDA device")
-
-
-def cell_key(record: dict) -> tuple:
-    return (record["dataset"], record["protocol"], record["class"], record["seed"], record["method"])
-
-
-def load_results(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    try:
-        return json.loads(path.read_text())["results"]
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise ValueError(f"{path} is not a noveltykit results file ({exc}); move it or pick another --out")
-
-
-def _check_same_experiment(out: Path, experiment: dict) -> None:
-    path = out / "experiment.json"
-    if path.exists():
-        before = json.loads(path.read_text())
-        diff = {k: (before.get(k), v) for k, v in experiment.items() if before.get(k) != v}
-        if diff:
-            raise ValueError(f"{out} holds results of another experiment ({diff}, was -> now); "
-                             "pick another --out")
-    else:
-        atomic_write_json(path, experiment)
 
 
 def resolve_classes(ds: ImageDataset, classes, protocol: str) -> list[int]:
@@ -174,56 +151,127 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
     return record, is_novel, scores, detector.threshold_
 
 
+class BenchFailed(RuntimeError):
+    """Some cells raised; every other cell finished and is saved. `failures` holds their records."""
+
+    def __init__(self, failures: list[dict], causes: list[Exception]):
+        self.failures, self.causes = failures, causes
+        lines = [f"  class {f['class_name']} seed {f['seed']} {f['method']}: {f['error_type']}: {f['error']}"
+                 for f in failures]
+        super().__init__(f"{len(failures)} cell(s) failed (the others are saved; rerun to retry "
+                         "these):\n" + "\n".join(lines))
+
+
 def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, progress: bool = True
                   ) -> list[dict]:
-    ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir)
+    """Run every cell not yet done; return all finished cells of the folder.
+
+    Several processes may share one `cfg.out`: each cell is claimed by a lock, cells another process
+    is running are waited for at the end (and run here if that process died), and every finished cell
+    is its own file. A cell that raises is recorded as failed and the run goes on; BenchFailed at the end.
+    """
+    ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir, progress=progress)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_same_experiment(out, {"dataset": ds.name, "protocol": cfg.protocol,
-                                 "val_fraction": cfg.val_fraction})
-    results_path = out / "results.json"
-    results = load_results(results_path)
-    done = {cell_key(r) for r in results}
-    specs = cfg.methods
-    cells = [(c, s, m) for c in resolve_classes(ds, cfg.classes, cfg.protocol) for s in cfg.seeds for m in specs]
-    todo = [(c, s, m) for c, s, m in cells
-            if (ds.name, cfg.protocol, c, s, m.label) not in done]
+    store = CellStore(out)
+    experiment = {"dataset": ds.name, "protocol": cfg.protocol, "val_fraction": cfg.val_fraction}
+    store.check_experiment(experiment)  # written with the first finished cell, not before
+    store.adopt_legacy()
+    cells = [(c, s, m) for c in resolve_classes(ds, cfg.classes, cfg.protocol) for s in cfg.seeds
+             for m in cfg.methods]
+    done = store.done_ids()
+    todo = [cell for cell in cells if _id(ds, cfg, cell) not in done]
+    if len(todo) < len(cells):
+        print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already in {out}", file=sys.stderr)
     provenance = {"versions": package_versions(), "git_commit": git_commit(), "machine": machine(),
                   "data_source": ds.source}
-    if len(todo) < len(cells):
-        print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already in {results_path}",
-              file=sys.stderr)
     # Students distilled here share their teachers, and a plain ede-gan cell of the same run is one.
-    teachers = out / "teachers" if any(spec.detector == "kdgan" for spec in specs) else None
-    bar = tqdm(todo, desc=f"{ds.name} {cfg.protocol}", unit="cell", disable=not progress)
-    for cls, seed, spec in bar:
-        bar.set_postfix_str(f"class {ds.class_names[cls]} seed {seed} {spec.label}")
-        stem = f"{spec.label.replace(':', '_').replace(',', '_').replace('=', '')}/class{cls}_seed{seed}"
+    teachers = out / "teachers" if any(spec.detector == "kdgan" for spec in cfg.methods) else None
+    failures: list[dict] = []
+    causes: list[Exception] = []
+    ran = 0
+    bar = tqdm(total=len(todo), desc=f"{ds.name} {cfg.protocol}", unit="cell", disable=not progress)
+    deferred = []
+    for blocking, queue in ((False, todo), (True, deferred)):
+        for cell in queue:
+            key = _id(ds, cfg, cell)
+            if blocking:
+                bar.set_postfix_str(f"waiting for another process: class {cell[0]} seed {cell[1]} {cell[2].label}")
+            with store.claim(key, blocking=blocking) as mine:
+                if not mine:  # another process runs it now: come back when everything else is done
+                    deferred.append(cell)
+                    continue
+                if key not in store.done_ids():  # else another process finished it meanwhile
+                    bar.set_postfix_str(f"class {ds.class_names[cell[0]]} seed {cell[1]} {cell[2].label}")
+                    failure, cause = _run_and_file(ds, cfg, cell, store, experiment, provenance, teachers,
+                                                   progress)
+                    ran += 1
+                    if failure is not None:
+                        failures.append(failure)
+                        causes.append(cause)
+                        tqdm.write(f"cell failed: class {failure['class_name']} seed {failure['seed']} "
+                                   f"{failure['method']}: {failure['error_type']}: {failure['error']}",
+                                   file=sys.stderr)
+            bar.update(1)
+    bar.close()
+    if ran < len(todo):
+        print(f"{len(todo) - ran} cell(s) were finished by another process writing to {out}", file=sys.stderr)
+    with store.folder_lock():  # the report of whoever finishes last sees every cell
+        results = store.results()
+        write_report(out, results)
+    if failures:
+        raise BenchFailed(failures, causes)
+    return results
+
+
+def _id(ds: ImageDataset, cfg: BenchConfig, cell) -> str:
+    cls, seed, spec = cell
+    return cell_id(ds.name, cfg.protocol, cls, seed, spec.label)
+
+
+def cell_stem(spec: MethodSpec, cls: int, seed: int) -> str:
+    """Where a cell's files go below --out: a safe name from the label (a label may hold any text,
+    e.g. a teacher path), never a path of its own."""
+    return f"{safe_name(spec.label)}/class{cls}_seed{seed}"
+
+
+def _run_and_file(ds, cfg: BenchConfig, cell, store: CellStore, experiment: dict, provenance: dict,
+                  teachers: Path | None, progress: bool) -> tuple[dict | None, Exception | None]:
+    """Run one cell and file it (scores, plots, record); on an error file a failure and return it
+    with the exception."""
+    cls, seed, spec = cell
+    out = store.out
+    stem = cell_stem(spec, cls, seed)
+    try:
         record, is_novel, scores, threshold = run_cell(
             ds, cfg.protocol, cls, seed, spec, cfg.val_fraction, cfg.curves,
             checkpoint_dir=out / "checkpoints" / stem,
             model_dir=out / "models" / stem if cfg.save_models else None, progress=progress,
             teacher_cache=teachers, device=cfg.device)
-        record.update(provenance, command=cfg.command,
-                      finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        if cfg.save_models:
-            record["model"] = f"models/{stem}"
-        np_bytes = _npz_bytes(scores=scores, is_novel=is_novel)
-        atomic_write_bytes(out / "scores" / f"{stem}.npz", np_bytes)
-        if cfg.plots:
-            title = (f"{ds.name} {cfg.protocol} class {cls} ({ds.class_names[cls]}) seed {seed} "
-                     f"- {spec.label}")
-            plot = plot_cell(out / "plots" / f"{stem}.png", is_novel, scores, title, record["auroc"], threshold)
-            record["plot"] = str(plot.relative_to(out))
-            if record.get("history"):
-                curve = plot_training_curves(out / "plots" / f"{stem}_curves.png", record["history"],
-                                             title, record["selected_epoch"])
-                record["curves_plot"] = str(curve.relative_to(out))
-        results.append(record)
-        atomic_write_json(results_path, {"results": results})
-        shutil.rmtree(out / "checkpoints" / stem, ignore_errors=True)  # the cell is safe in results.json
-    write_report(out, results)
-    return results
+    except Exception as exc:  # recorded, and the run goes on; Ctrl-C and kills are not caught
+        failure = {"dataset": ds.name, "protocol": cfg.protocol, "class": cls, "class_name": ds.class_names[cls],
+                   "seed": seed, "method": spec.label, "error_type": type(exc).__name__, "error": str(exc),
+                   "traceback": traceback.format_exc(), "command": cfg.command, **provenance,
+                   "finished": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
+        store.add_failure(failure)
+        return failure, exc
+    record.update(provenance, command=cfg.command,
+                  finished=datetime.now(timezone.utc).isoformat(timespec="microseconds"))
+    if cfg.save_models:
+        record["model"] = f"models/{stem}"
+    atomic_write_bytes(out / "scores" / f"{stem}.npz", _npz_bytes(scores=scores, is_novel=is_novel))
+    if cfg.plots:
+        title = f"{ds.name} {cfg.protocol} class {cls} ({ds.class_names[cls]}) seed {seed} - {spec.label}"
+        plot = plot_cell(out / "plots" / f"{stem}.png", is_novel, scores, title, record["auroc"], threshold)
+        record["plot"] = str(plot.relative_to(out))
+        if record.get("history"):
+            curve = plot_training_curves(out / "plots" / f"{stem}_curves.png", record["history"],
+                                         title, record["selected_epoch"])
+            record["curves_plot"] = str(curve.relative_to(out))
+    store.add(record, experiment)
+    if (out / "checkpoints" / stem).exists():  # the cell is safe in cells/
+        remove_tree_inside(out, out / "checkpoints" / stem)
+    return None, None
 
 
 def _npz_bytes(**arrays) -> bytes:

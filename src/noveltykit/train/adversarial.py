@@ -9,6 +9,7 @@ import copy
 import torch
 
 from ..nets.dcgan import Discriminator, Generator, GeneratorOutput, init_weights
+from .precision import use_bf16
 from .stabilisers import TrainingDiverged, add_spectral_norm, clip_gradients, discriminator_bce
 
 
@@ -41,6 +42,7 @@ class GAN:
     def __init__(self, cfg, device: torch.device | str = "cpu", g: Generator | None = None,
                  d: Discriminator | None = None):
         self.cfg = cfg
+        self.bf16 = use_bf16(cfg.precision, device)  # falls back to fp32 where bf16 would crawl
         if g is None or d is None:
             g, d = build_networks(cfg)
         # given networks may come frozen (a saved model's moving average): this unit trains them
@@ -64,14 +66,14 @@ class GAN:
 
     def forward(self, x: torch.Tensor) -> GeneratorOutput:
         """G alone, in the configured precision, outputs in fp32 (for losses without D)."""
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.g(x)
         return type(out)(*(t.float() if t is not None else None for t in out))
 
     def losses(self, x: torch.Tensor) -> tuple[GeneratorOutput, dict[str, torch.Tensor], torch.Tensor]:
         """One forward pass of both players: (G's outputs, L_g and its terms, L_d), losses in fp32."""
         cfg = self.cfg
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out = self.g(x)
             logit_real, f_real = self.d(x)
             logit_fake, f_fake = self.d(out.x_hat)

@@ -21,6 +21,10 @@ from ..nets.dcgan import NORMS, Discriminator, Generator, GeneratorOutput
 from .adversarial import GAN, build_networks, check_finite, generator_losses  # noqa: F401 (re-exported)
 from .checkpoint import CheckpointDir
 
+# Bump when a change to training alters the weights a config trains to: cached teachers made by
+# older code are then trained afresh instead of reused.
+TRAINING_CODE_VERSION = 1
+
 VARIANTS = {  # variant -> (second encoder, score)
     "ed": (False, "image"),  # ED-GAN: encoder-decoder, image error
     "edhat": (True, "image"),  # EDÊ-GAN: second encoder only in the loss, image error

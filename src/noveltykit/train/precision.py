@@ -1,0 +1,53 @@
+"""bf16 autocast only where it pays: on a CPU without native bf16 it runs many times slower.
+
+`benchmarks/gan_speed.py` measured bf16 autocast against fp32 in one process (docs/benchmarks.md
+§"Speed"): on a CPU without AVX512-BF16 or AMX the bf16 passes are emulated and training crawls.
+So `precision="bf16"` there warns once and trains in fp32; a GPU, or a CPU that has the
+instructions (and torch running its AVX-512 kernels), gets bf16 as asked.
+"""
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import torch
+
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16_cpu() -> bool:
+    """True when this CPU computes bf16 in hardware and torch runs the kernels that use it."""
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512") and bool(NATIVE_BF16_FLAGS & cpu_flags())
+
+
+_warned = False
+
+
+def use_bf16(precision: str, device: torch.device | str) -> bool:
+    """Whether to autocast to bf16 for `precision` on `device` (warns once when it falls back)."""
+    global _warned
+    if precision != "bf16":
+        return False
+    if torch.device(device).type != "cpu" or native_bf16_cpu():
+        return True
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            "precision='bf16' on a CPU without native bf16 (no AVX512-BF16 or AMX in use; torch kernels: "
+            f"{torch.backends.cpu.get_cpu_capability()}): bf16 autocast is emulated there and trained many "
+            "times slower than fp32 in benchmarks/gan_speed.py, so this run trains in fp32.",
+            RuntimeWarning, stacklevel=3)
+    return False
