@@ -13,6 +13,7 @@ import time
 import torch
 
 from noveltykit.data import load_dataset
+from noveltykit.eval.provenance import cpu_model
 from noveltykit.features import FeatureExtractor
 
 
@@ -37,7 +38,8 @@ def main():
             t0 = time.perf_counter()
             ex(images)
             best[s] = max(best[s], len(images) / (time.perf_counter() - t0))
-    print(f"{args.dataset}, {len(images)} images, {args.threads} threads, best of {args.rounds} interleaved rounds")
+    print(f"{args.dataset}, {len(images)} images, {args.threads} threads, best of {args.rounds} interleaved rounds; "
+          f"CPU {cpu_model()}, torch kernels {torch.backends.cpu.get_cpu_capability()}")
     print("| size | images/s | ratio to the largest size |")
     print("|---|---|---|")
     largest = max(best)
@@ -45,7 +47,8 @@ def main():
         print(f"| {s} | {best[s]:.0f} | {best[s] / best[largest]:.2f}x |")
     if args.out:
         with open(args.out, "a") as f:
-            f.write(json.dumps({"dataset": args.dataset, "images": len(images), "threads": args.threads,
+            f.write(json.dumps({"cpu": cpu_model(), "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+                                "dataset": args.dataset, "images": len(images), "threads": args.threads,
                                 "torch": torch.__version__, "images_per_s": best}) + "\n")
 
 

@@ -12,6 +12,7 @@ import time
 import torch
 
 from noveltykit.train.gan import GANConfig, build_networks, generator_losses
+from noveltykit.eval.provenance import cpu_model
 from noveltykit.train.stabilisers import discriminator_bce
 
 
@@ -75,7 +76,8 @@ def main():
             cfg = GANConfig(width=args.width, channels=args.channels, norm=v["norm"], batch_size=args.batch)
             rates[name].append(train_steps(cfg, x, args.steps, v.get("bf16", False), v.get("channels_last", False)))
     base = max(rates["fp32 batchnorm"])
-    print(f"threads {torch.get_num_threads()}, width {args.width}, channels {args.channels}, batch {args.batch}")
+    print(f"CPU {cpu_model()}, torch kernels {torch.backends.cpu.get_cpu_capability()}, threads "
+          f"{torch.get_num_threads()}, width {args.width}, channels {args.channels}, batch {args.batch}")
     print("| variant | train images/s (best of rounds) | ratio to fp32 batchnorm |")
     print("|---|---|---|")
     for name, r in rates.items():
@@ -84,7 +86,8 @@ def main():
     big = torch.rand(256, args.channels, 32, 32) * 2 - 1
     s32, s16 = score_rate(cfg, big, 5, False), score_rate(cfg, big, 5, True)
     print(f"\nscoring (eval, batch 256): fp32 {s32:.0f} img/s, bf16 autocast {s16:.0f} img/s ({s16 / s32:.2f}x)")
-    print(json.dumps({"train": rates, "score_fp32": s32, "score_bf16": s16}))
+    print(json.dumps({"cpu": cpu_model(), "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+                      "train": rates, "score_fp32": s32, "score_bf16": s16}))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import onnxruntime as ort
 import torch
 
 from noveltykit.export import export_module
+from noveltykit.eval.provenance import cpu_model
 from noveltykit.nets.dcgan import Generator
 from noveltykit.nets.profile import count_macs, count_params
 from noveltykit.train.gan import ScoreModule
@@ -71,6 +72,7 @@ def main():
                     r = rate(run, x, args.seconds)
                     best[(u, engine, b)] = max(best.get((u, engine, b), 0.0), r)
     teacher = widths[0]
+    print(f"CPU {cpu_model()}, torch kernels {torch.backends.cpu.get_cpu_capability()}")
     print(f"channels {args.channels}, norm {args.norm}, {args.threads} threads; images/s, best of "
           f"{args.rounds} interleaved rounds; ratio = to the u={teacher} teacher, eager, same batch")
     print("| u | params | MACs | engine | batch 256 | ratio | batch 1 | ratio |")
@@ -85,7 +87,8 @@ def main():
             rows.append({"width": u, "engine": engine, "batch256": r256, "batch1": r1, **sizes[u]})
     if args.out:
         with open(args.out, "a") as f:
-            f.write(json.dumps({"channels": args.channels, "norm": args.norm, "threads": args.threads,
+            f.write(json.dumps({"cpu": cpu_model(), "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
+                                "channels": args.channels, "norm": args.norm, "threads": args.threads,
                                 "torch": torch.__version__, "onnxruntime": ort.__version__, "rows": rows}) + "\n")
 
 

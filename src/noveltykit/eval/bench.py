@@ -152,13 +152,14 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
 
 
 class BenchFailed(RuntimeError):
-    """Some cells raised; every other cell finished and is saved. `failures` holds their records."""
+    """Some cells raised; every other cell finished and is saved. `failures` holds their records,
+    `causes` the exceptions."""
 
-    def __init__(self, failures: list[dict], causes: list[Exception]):
-        self.failures, self.causes = failures, causes
+    def __init__(self, failed: list[tuple[dict, Exception]]):
+        self.failures, self.causes = [f for f, _ in failed], [e for _, e in failed]
         lines = [f"  class {f['class_name']} seed {f['seed']} {f['method']}: {f['error_type']}: {f['error']}"
-                 for f in failures]
-        super().__init__(f"{len(failures)} cell(s) failed (the others are saved; rerun to retry "
+                 for f in self.failures]
+        super().__init__(f"{len(failed)} cell(s) failed (the others are saved; rerun to retry "
                          "these):\n" + "\n".join(lines))
 
 
@@ -187,40 +188,43 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
                   "data_source": ds.source}
     # Students distilled here share their teachers, and a plain ede-gan cell of the same run is one.
     teachers = out / "teachers" if any(spec.detector == "kdgan" for spec in cfg.methods) else None
-    failures: list[dict] = []
-    causes: list[Exception] = []
+    failed: list[tuple[dict, Exception]] = []
     ran = 0
     bar = tqdm(total=len(todo), desc=f"{ds.name} {cfg.protocol}", unit="cell", disable=not progress)
-    deferred = []
-    for blocking, queue in ((False, todo), (True, deferred)):
-        for cell in queue:
-            key = _id(ds, cfg, cell)
-            if blocking:
-                bar.set_postfix_str(f"waiting for another process: class {cell[0]} seed {cell[1]} {cell[2].label}")
-            with store.claim(key, blocking=blocking) as mine:
-                if not mine:  # another process runs it now: come back when everything else is done
-                    deferred.append(cell)
-                    continue
-                if key not in store.done_ids():  # else another process finished it meanwhile
-                    bar.set_postfix_str(f"class {ds.class_names[cell[0]]} seed {cell[1]} {cell[2].label}")
-                    failure, cause = _run_and_file(ds, cfg, cell, store, experiment, provenance, teachers,
-                                                   progress)
-                    ran += 1
-                    if failure is not None:
-                        failures.append(failure)
-                        causes.append(cause)
-                        tqdm.write(f"cell failed: class {failure['class_name']} seed {failure['seed']} "
-                                   f"{failure['method']}: {failure['error_type']}: {failure['error']}",
-                                   file=sys.stderr)
-            bar.update(1)
+
+    def attempt(cell, wait: bool) -> bool:
+        """Run `cell` unless it is done; False when another process holds it (and wait=False)."""
+        nonlocal ran
+        key = _id(ds, cfg, cell)
+        with store.claim(key, blocking=wait) as mine:
+            if not mine:
+                return False
+            if key not in store.done_ids():  # else another process finished it meanwhile
+                bar.set_postfix_str(f"class {ds.class_names[cell[0]]} seed {cell[1]} {cell[2].label}")
+                ran += 1
+                if (failure := _run_and_file(ds, cfg, cell, store, experiment, provenance, teachers,
+                                             progress)) is not None:
+                    failed.append(failure)
+                    record = failure[0]
+                    tqdm.write(f"cell failed: class {record['class_name']} seed {record['seed']} "
+                               f"{record['method']}: {record['error_type']}: {record['error']}", file=sys.stderr)
+        bar.update(1)
+        return True
+
+    # Cells another process is running are left for last, then waited for: if that process dies,
+    # its lock goes with it and the cell runs here.
+    busy = [cell for cell in todo if not attempt(cell, wait=False)]
+    for cell in busy:
+        bar.set_postfix_str(f"waiting for another process: class {cell[0]} seed {cell[1]} {cell[2].label}")
+        attempt(cell, wait=True)
     bar.close()
     if ran < len(todo):
         print(f"{len(todo) - ran} cell(s) were finished by another process writing to {out}", file=sys.stderr)
     with store.folder_lock():  # the report of whoever finishes last sees every cell
         results = store.results()
         write_report(out, results)
-    if failures:
-        raise BenchFailed(failures, causes)
+    if failed:
+        raise BenchFailed(failed)
     return results
 
 
@@ -236,9 +240,9 @@ def cell_stem(spec: MethodSpec, cls: int, seed: int) -> str:
 
 
 def _run_and_file(ds, cfg: BenchConfig, cell, store: CellStore, experiment: dict, provenance: dict,
-                  teachers: Path | None, progress: bool) -> tuple[dict | None, Exception | None]:
-    """Run one cell and file it (scores, plots, record); on an error file a failure and return it
-    with the exception."""
+                  teachers: Path | None, progress: bool) -> tuple[dict, Exception] | None:
+    """Run one cell and file it (scores, plots, record); on an error file a failure record and
+    return it with the exception."""
     cls, seed, spec = cell
     out = store.out
     stem = cell_stem(spec, cls, seed)
@@ -271,7 +275,7 @@ def _run_and_file(ds, cfg: BenchConfig, cell, store: CellStore, experiment: dict
     store.add(record, experiment)
     if (out / "checkpoints" / stem).exists():  # the cell is safe in cells/
         remove_tree_inside(out, out / "checkpoints" / stem)
-    return None, None
+    return None
 
 
 def _npz_bytes(**arrays) -> bytes:

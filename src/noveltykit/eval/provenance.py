@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from ..train.precision import native_bf16_cpu
+
 # For copies of the checkout shipped to another machine, whose .git (if any) may be stale: the commit
 # the copy was made from. When set, it is what results record.
 ENV_COMMIT = "NOVELTYKIT_GIT_COMMIT"
@@ -40,7 +42,21 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), e.g. 'AMD EPYC' or 'Intel(R) Xeon(R) ...'."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def machine() -> dict[str, object]:
-    return {"platform": platform.platform(), "processor": platform.machine(),
+    """What speed figures depend on: the CPU, the kernels torch runs on it, threads, the GPU."""
+    return {"platform": platform.platform(), "processor": platform.machine(), "cpu_model": cpu_model(),
+            "cpu_kernels": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16_cpu(),
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
             **({"cuda_device": torch.cuda.get_device_name()} if torch.cuda.is_available() else {})}
