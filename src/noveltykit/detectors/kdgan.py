@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..distill.kdgan import DistillConfig, parse_structure, train_distill
-from ..fileio import remove_tree_inside
+from ..fileio import file_lock, remove_tree_inside
 from ..train.gan import TRAINING_CODE_VERSION
 from .base import CONFIG_FILE, as_image_tensor
 from .gan import EDEGANDetector, _GANDetector, fingerprint
@@ -78,12 +78,14 @@ class KDGANDetector(_GANDetector):
             return self._fit_teacher(params, x, x_val, None)
         key = teacher_key(EDEGANDetector(**params), x, x_val)
         folder = Path(self.teacher_cache) / key
-        if (folder / CONFIG_FILE).is_file():
-            return load(folder)
-        checkpoints = Path(self.teacher_cache) / f".{key}.checkpoints"
-        teacher = self._fit_teacher(params, x, x_val, checkpoints)
-        teacher.save(folder)  # atomic: a folder appears whole or not at all
-        remove_tree_inside(self.teacher_cache, checkpoints)
+        # One trainer per teacher: a student in another process waits, then loads what it saved.
+        with file_lock(Path(self.teacher_cache) / f".{key}.lock"):
+            if (folder / CONFIG_FILE).is_file():
+                return load(folder)
+            checkpoints = Path(self.teacher_cache) / f".{key}.checkpoints"
+            teacher = self._fit_teacher(params, x, x_val, checkpoints)
+            teacher.save(folder)  # atomic: a folder appears whole or not at all
+            remove_tree_inside(self.teacher_cache, checkpoints)
         return teacher
 
     def _fit_teacher(self, params: dict, x, x_val, checkpoints: Path | None) -> EDEGANDetector:
