@@ -11,24 +11,22 @@ Structures (which of {L_g^T, L_d^T, L_g^S, L_d^S, K_l} train):
     KDGAN-4  {L_g^T, L_d^T, L_g^S, L_d^S, K_l}
 P-KDGAN-II-23 / -24: step 1 is KDGAN-2 from a random student, step 2 continues the student's
 training state (weights, moving average, optimiser moments) and the teacher with KDGAN-3 / -4.
-Both steps run in one loop, the structure a function of the epoch, so checkpoints and resume work
-across the step boundary.
+Both steps run in one pass of the shared training loop (`train.loop`), the structure a function of
+the epoch (`DistillUnit.begin_epoch`), so checkpoints and resume work across the step boundary.
 """
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
-from tqdm import tqdm
 
 from ..nets.dcgan import Discriminator, Generator, GeneratorOutput
-from ..train.adversarial import GAN, check_finite
-from ..train.checkpoint import CheckpointDir
-from ..train.gan import GANConfig, epoch_order, subset, validation_loss
+from ..train.adversarial import GAN
+from ..train.gan import GANConfig, loop_config, subset, validation_loss
+from ..train.loop import train_loop
 
 
 @dataclass(frozen=True)
@@ -109,7 +107,71 @@ def _check_pair(student_cfg: GANConfig, teacher_cfg: GANConfig) -> None:
         raise ValueError(f"student has {student_cfg.channels} channels, teacher {teacher_cfg.channels}")
 
 
-_SUMS = ("k", "k1", "kx", "k2", "loss_g", "loss_d", "teacher_loss_g", "teacher_loss_d")
+class DistillUnit:
+    """A teacher and a student GAN, as one unit of the training loop: the structure of each epoch
+    decides which of them train on which losses (the module docstring's table)."""
+
+    loss_names = ("k", "k1", "kx", "k2", "loss_g", "loss_d", "teacher_loss_g", "teacher_loss_d")
+
+    def __init__(self, cfg: DistillConfig, student_cfg: GANConfig, teacher_cfg: GANConfig,
+                 student: GAN, teacher: GAN):
+        self.cfg, self.student_cfg, self.teacher_cfg = cfg, student_cfg, teacher_cfg
+        self.student, self.teacher = student, teacher
+        self.structure, self.reinits = STRUCTURES[cfg.plan[0]], 0
+
+    def begin_epoch(self, epoch: int) -> dict:
+        self.structure = STRUCTURES[self.cfg.plan[epoch // self.student_cfg.epochs]]
+        self.student.train()
+        if self.structure.teacher_trains:
+            self.teacher.train()
+        else:
+            self.teacher.g.eval()  # a frozen teacher: fixed weights and normalisation statistics
+        self.reinits = 0
+        return {"structure": self.structure.name}
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        structure, teacher, student = self.structure, self.teacher, self.student
+        zero = torch.zeros((), device=x.device)
+        t_lg, t_ld = {"g": zero}, zero
+        if structure.teacher_trains:
+            t_out, t_lg, t_ld = teacher.losses(x)
+        else:
+            with torch.no_grad():
+                t_out = teacher.forward(x)
+        s_lg, s_ld = {"g": zero}, zero
+        if structure.student_adversarial:
+            s_out, s_lg, s_ld = student.losses(x)
+        else:
+            s_out = student.forward(x)
+        k = distillation_loss(self.cfg, t_out, s_out)
+        student.update(s_lg["g"] + k["k"] if structure.student_adversarial else k["k"],
+                       s_ld if structure.student_adversarial else None)
+        if structure.teacher_trains:
+            teacher.update(t_lg["g"], t_ld)
+        return torch.stack([k["k"], k["k1"], k["kx"], k["k2"], s_lg["g"], s_ld, t_lg["g"], t_ld]).detach()
+
+    def sync(self, losses: torch.Tensor) -> None:
+        if self.structure.student_adversarial:
+            self.reinits += self.student.reinit_d_if_collapsed(float(losses[5]))
+        if self.structure.teacher_trains:
+            self.teacher.reinit_d_if_collapsed(float(losses[7]))
+
+    def end_epoch(self, x_val: torch.Tensor) -> dict:
+        record = {"d_reinits": self.reinits,
+                  "val_loss": validation_loss(self.student_cfg, self.student.scoring, x_val)}
+        if self.structure.teacher_trains:
+            record["teacher_val_loss"] = validation_loss(self.teacher_cfg, self.teacher.scoring, x_val)
+        return record
+
+    def scoring_module(self) -> Generator:
+        return self.student.scoring
+
+    def state(self) -> dict:
+        return {"student": self.student.state(), "teacher": self.teacher.state()}
+
+    def load_state(self, state: dict) -> None:
+        self.student.load_state(state["student"])
+        self.teacher.load_state(state["teacher"])
 
 
 def train_distill(cfg: DistillConfig, student_cfg: GANConfig, teacher_cfg: GANConfig,
@@ -129,87 +191,11 @@ def train_distill(cfg: DistillConfig, student_cfg: GANConfig, teacher_cfg: GANCo
     x_train = subset(student_cfg, x_train).to(dev)
     teacher = GAN(teacher_cfg, dev, copy.deepcopy(teacher_g), copy.deepcopy(teacher_d))
     student = GAN(student_cfg, dev)
-    ckpt = CheckpointDir(checkpoint_dir) if checkpoint_dir else None
     comparable = {"distill": asdict(cfg), **{k: {n: v for n, v in asdict(c).items() if n != "device"}
                                               for k, c in (("student", student_cfg), ("teacher", teacher_cfg))}}
-    history: list[dict] = []
-    best: tuple[float, int, dict] | None = None
-    start = 0
-    if resume and ckpt and (state := ckpt.latest()) is not None:
-        if state["config"] != comparable:
-            raise ValueError(f"{checkpoint_dir} holds a distillation with another configuration; "
-                             "use another checkpoint folder or drop --resume")
-        student.load_state(state["student"])
-        teacher.load_state(state["teacher"])
-        history, start = state["history"], state["epoch"] + 1
-        best = (state["best"]["val_loss"], state["best"]["epoch"], state["best"]["g"])
-
-    per_step, n, bs = student_cfg.epochs, len(x_train), student_cfg.batch_size
-    total = per_step * len(cfg.plan)
-    for epoch in range(start, total):
-        structure = STRUCTURES[cfg.plan[epoch // per_step]]
-        student.train()
-        if structure.teacher_trains:
-            teacher.train()
-        else:
-            teacher.g.eval()  # a frozen teacher: fixed weights and normalisation statistics
-        t0 = time.perf_counter()
-        order = epoch_order(student_cfg, n, epoch).to(dev)
-        sums = torch.zeros(len(_SUMS), device=dev)
-        reinits, steps = 0, 0
-        bar = tqdm(range(0, n, bs), desc=f"{structure.name} epoch {epoch + 1}/{total}", leave=False,
-                   disable=not progress, unit="batch")
-        for i in bar:
-            x = x_train[order[i:i + bs]]
-            zero = torch.zeros((), device=dev)
-            t_lg, t_ld = {"g": zero}, zero
-            if structure.teacher_trains:
-                t_out, t_lg, t_ld = teacher.losses(x)
-            else:
-                with torch.no_grad():
-                    t_out = teacher.forward(x)
-            s_lg, s_ld = {"g": zero}, zero
-            if structure.student_adversarial:
-                s_out, s_lg, s_ld = student.losses(x)
-            else:
-                s_out = student.forward(x)
-            k = distillation_loss(cfg, t_out, s_out)
-            student.update(s_lg["g"] + k["k"] if structure.student_adversarial else k["k"],
-                           s_ld if structure.student_adversarial else None)
-            if structure.teacher_trains:
-                teacher.update(t_lg["g"], t_ld)
-            batch = torch.stack([k["k"], k["k1"], k["kx"], k["k2"], s_lg["g"], s_ld, t_lg["g"], t_ld]).detach()
-            sums += batch
-            steps += 1
-            if steps % 25 == 0 or i + bs >= n:
-                check_finite(sums, epoch, steps, ckpt and ckpt.root / "latest.json")
-                if structure.student_adversarial:
-                    reinits += student.reinit_d_if_collapsed(float(batch[5]))
-                if structure.teacher_trains:
-                    teacher.reinit_d_if_collapsed(float(batch[7]))
-        seconds = time.perf_counter() - t0
-        record = {"epoch": epoch, "structure": structure.name,
-                  **dict(zip(_SUMS, (sums / max(steps, 1)).tolist())), "d_reinits": reinits,
-                  "val_loss": validation_loss(student_cfg, student.scoring, x_val),
-                  "seconds": seconds, "images_per_s": n / seconds}
-        if structure.teacher_trains:
-            record["teacher_val_loss"] = validation_loss(teacher_cfg, teacher.scoring, x_val)
-        if on_epoch_end is not None:
-            record.update(on_epoch_end(epoch, student.scoring))
-        history.append(record)
-        if best is None or record["val_loss"] < best[0]:
-            best = (record["val_loss"], epoch, copy.deepcopy(student.scoring.state_dict()))
-        if progress:
-            tqdm.write(f"{structure.name} epoch {epoch + 1}/{total}: K_l {record['k']:.4f} "
-                       f"val {record['val_loss']:.4f} ({record['images_per_s']:.0f} img/s)")
-        if ckpt:
-            ckpt.save(epoch, {"config": comparable, "epoch": epoch, "history": history,
-                              "student": student.state(), "teacher": teacher.state(),
-                              "best": {"val_loss": best[0], "epoch": best[1], "g": best[2]}})
-
-    scoring, selected = student.scoring, total - 1
-    if student_cfg.select == "val" and best is not None:
-        scoring.load_state_dict(best[2])
-        selected = best[1]
-    scoring.eval()
-    return DistillResult(scoring, student.d, teacher.scoring.eval(), teacher.d, history, selected)
+    unit = DistillUnit(cfg, student_cfg, teacher_cfg, student, teacher)
+    result = train_loop(unit, loop_config(student_cfg, epochs=student_cfg.epochs * len(cfg.plan)), x_train,
+                        x_val, config=comparable, checkpoint_dir=checkpoint_dir, resume=resume,
+                        progress=progress, monitor=on_epoch_end)
+    return DistillResult(student.scoring, student.d, teacher.scoring.eval(), teacher.d, result.history,
+                         result.selected_epoch)

@@ -10,7 +10,7 @@ import torch
 
 from ..nets.dcgan import Discriminator, Generator, GeneratorOutput, init_weights
 from .precision import use_bf16
-from .stabilisers import TrainingDiverged, add_spectral_norm, clip_gradients, discriminator_bce
+from .stabilisers import add_spectral_norm, clip_gradients, discriminator_bce
 
 
 def generator_losses(cfg, x, out, f_real, f_fake) -> dict[str, torch.Tensor]:
@@ -123,11 +123,3 @@ class GAN:
         self.opt_d.load_state_dict(state["opt_d"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-
-
-def check_finite(sums: torch.Tensor, epoch: int, step: int, latest) -> None:
-    """Stop on a NaN/inf loss, naming the last good checkpoint (a sync: call it now and then)."""
-    if not torch.isfinite(sums).all():
-        where = latest or "none (no checkpoint folder)"
-        raise TrainingDiverged(f"non-finite loss in epoch {epoch + 1} near step {step}; last good "
-                               f"checkpoint: {where}. Try a lower lr, grad_clip or prob_eps.")

@@ -3,23 +3,20 @@
 Generator loss  L_g = w_con |x - x_hat|_1 + w_enc |z1 - z2|_2 + w_adv |f(x) - f(x_hat)|_2
 Discriminator   L_d = BCE(D(x), real) + BCE(D(x_hat), fake)
 (|.|_2 terms are mean squared errors, as in GANomaly's code.) Both players take their gradient at
-the same parameters each step and then both step. The whole loop is `train_gan`, on one screen.
+the same parameters each step and then both step. `GANUnit` is one GAN as a unit of the shared
+training loop (`train.loop`); `train_gan` hands it over.
 """
 from __future__ import annotations
 
-import copy
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
 from ..nets.dcgan import NORMS, Discriminator, Generator, GeneratorOutput
-from .adversarial import GAN, build_networks, check_finite, generator_losses  # noqa: F401 (re-exported)
-from .checkpoint import CheckpointDir
+from .adversarial import GAN, build_networks, generator_losses  # noqa: F401 (re-exported)
+from .loop import LoopConfig, train_loop
 
 # Bump when a change to training alters the weights a config trains to: cached teachers made by
 # older code are then trained afresh instead of reused.
@@ -52,6 +49,8 @@ class GANConfig:
     d_reinit_below: float = 1e-5  # re-initialise D when its loss collapses below this (0 = off)
     spectral_norm: bool = False  # on D's convolutions
     select: str = "last"  # "last" epoch, or "val": lowest normal-validation loss
+    patience: int = 0  # early stop after this many epochs without a validation improvement (0 = off)
+    min_delta: float = 0.0  # the improvement that counts, for `patience`
     precision: str = "fp32"  # "bf16": autocast the training passes (faster on CPUs with AMX/AVX512-BF16)
     # budget
     epochs: int = 15
@@ -180,9 +179,44 @@ class TrainResult:
     selected_epoch: int = 0
 
 
-def epoch_order(cfg: GANConfig, n: int, epoch: int) -> torch.Tensor:
-    """Data order from (seed, epoch) alone, so a resumed run sees exactly the same batches."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+def loop_config(cfg: GANConfig, epochs: int | None = None) -> LoopConfig:
+    """The loop's settings of a GAN config (`epochs`: a different total, e.g. distillation's steps)."""
+    return LoopConfig(epochs=epochs or cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, select=cfg.select,
+                      patience=cfg.patience, min_delta=cfg.min_delta)
+
+
+class GANUnit:
+    """One GAN trained on its own losses, as a unit of the training loop."""
+
+    loss_names = ("loss_g", "loss_con", "loss_enc", "loss_adv", "loss_d")
+
+    def __init__(self, cfg: GANConfig, gan: GAN):
+        self.cfg, self.gan, self.reinits = cfg, gan, 0
+
+    def begin_epoch(self, epoch: int) -> dict:
+        self.gan.train()
+        self.reinits = 0
+        return {}
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        _, lg, loss_d = self.gan.losses(x)
+        self.gan.update(lg["g"], loss_d)
+        return torch.stack([lg["g"], lg["con"], lg["enc"], lg["adv"], loss_d]).detach()
+
+    def sync(self, losses: torch.Tensor) -> None:
+        self.reinits += self.gan.reinit_d_if_collapsed(float(losses[4]))
+
+    def end_epoch(self, x_val: torch.Tensor) -> dict:
+        return {"d_reinits": self.reinits, "val_loss": validation_loss(self.cfg, self.gan.scoring, x_val)}
+
+    def scoring_module(self) -> Generator:
+        return self.gan.scoring
+
+    def state(self) -> dict:
+        return self.gan.state()
+
+    def load_state(self, state: dict) -> None:
+        self.gan.load_state(state)
 
 
 def train_gan(cfg: GANConfig, x_train: torch.Tensor, x_val: torch.Tensor, *,
@@ -194,68 +228,12 @@ def train_gan(cfg: GANConfig, x_train: torch.Tensor, x_val: torch.Tensor, *,
     `on_epoch_end(epoch, generator)` may return extra numbers for the history (diagnostics only).
     """
     torch.manual_seed(cfg.seed)
-    x_train = subset(cfg, x_train)
-    dev = torch.device(cfg.device)
-    x_train = x_train.to(dev)  # the whole normal set lives on the device: no loader overhead
-    gan = GAN(cfg, dev)
-    ckpt = CheckpointDir(checkpoint_dir) if checkpoint_dir else None
-    history: list[dict] = []
-    best: tuple[float, int, dict] | None = None  # (val loss, epoch, scoring generator state)
-    start = 0
-
-    if resume and ckpt and (state := ckpt.latest()) is not None:
-        if state["config"] != _comparable(cfg):
-            raise ValueError(f"{checkpoint_dir} holds a run with another configuration; "
-                             "use another checkpoint folder or drop --resume")
-        gan.load_state(state["gan"])
-        history, start = state["history"], state["epoch"] + 1
-        if state.get("best") is not None:
-            best = (state["best"]["val_loss"], state["best"]["epoch"], state["best"]["g"])
-
-    n, bs = len(x_train), cfg.batch_size
-    for epoch in range(start, cfg.epochs):
-        gan.train()
-        t0 = time.perf_counter()
-        order = epoch_order(cfg, n, epoch).to(dev)
-        sums = torch.zeros(5, device=dev)  # g, con, enc, adv, d
-        reinits, steps = 0, 0
-        bar = tqdm(range(0, n, bs), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=not progress, unit="batch")
-        for i in bar:
-            x = x_train[order[i:i + bs]]
-            _, lg, loss_d = gan.losses(x)
-            gan.update(lg["g"], loss_d)
-            batch = torch.stack([lg["g"], lg["con"], lg["enc"], lg["adv"], loss_d]).detach()
-            sums += batch
-            steps += 1
-            if steps % 25 == 0 or i + bs >= n:  # a sync now and then, not every step
-                check_finite(sums, epoch, steps, ckpt and ckpt.root / "latest.json")
-                reinits += gan.reinit_d_if_collapsed(float(batch[4]))
-        means = (sums / max(steps, 1)).tolist()
-        seconds = time.perf_counter() - t0
-        record = {"epoch": epoch, "loss_g": means[0], "loss_con": means[1], "loss_enc": means[2],
-                  "loss_adv": means[3], "loss_d": means[4], "d_reinits": reinits,
-                  "val_loss": validation_loss(cfg, gan.scoring, x_val), "seconds": seconds,
-                  "images_per_s": n / seconds}
-        if on_epoch_end is not None:
-            record.update(on_epoch_end(epoch, gan.scoring))
-        history.append(record)
-        if best is None or record["val_loss"] < best[0]:
-            best = (record["val_loss"], epoch, copy.deepcopy(gan.scoring.state_dict()))
-        if progress:
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss_g {means[0]:.4f} loss_d {means[4]:.4f} "
-                       f"val {record['val_loss']:.4f} ({record['images_per_s']:.0f} img/s)")
-        if ckpt:
-            ckpt.save(epoch, {"config": _comparable(cfg), "epoch": epoch, "history": history,
-                              "gan": gan.state(),
-                              "best": {"val_loss": best[0], "epoch": best[1], "g": best[2]}})
-
-    scoring, selected = gan.scoring, cfg.epochs - 1
-    if cfg.select == "val" and best is not None:
-        scoring.load_state_dict(best[2])
-        selected = best[1]
-    scoring.eval()
-    return TrainResult(scoring, gan.d, history, selected)
+    x_train = subset(cfg, x_train).to(cfg.device)  # the whole normal set on the device: no loader
+    gan = GAN(cfg, cfg.device)
+    result = train_loop(GANUnit(cfg, gan), loop_config(cfg), x_train, x_val, config=_comparable(cfg),
+                        checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
+                        monitor=on_epoch_end)
+    return TrainResult(gan.scoring, gan.d, result.history, result.selected_epoch)
 
 
 def subset(cfg: GANConfig, x_train: torch.Tensor) -> torch.Tensor:
