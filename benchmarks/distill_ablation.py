@@ -21,6 +21,7 @@ from gan_ablation import dev_split  # same folder: the same development split
 
 from noveltykit.data import load_dataset
 from noveltykit.detectors import make
+from noveltykit.detectors.context import RunContext
 from noveltykit.eval.methods import MethodSpec
 from noveltykit.eval.metrics import auroc
 
@@ -41,22 +42,19 @@ def main():
         x, v, x_dev, y_dev = dev_split(ds, cls, args.seed)
         for spec_text in args.variant:
             spec = MethodSpec.parse(spec_text)
-            params = {"random_state": args.seed, **dict(spec.params)}
-            if spec.detector == "kdgan" and args.teachers:
-                params.setdefault("teacher_cache", args.teachers)
-            if args.device:
-                params.setdefault("device", args.device)
-            detector = make(spec.detector, **params)
+            detector = make(spec.detector, **{"random_state": args.seed, **dict(spec.params)})
             curve = []
-            detector.epoch_monitor = lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}
+            detector.configure(RunContext(
+                device=args.device, teacher_cache=args.teachers,
+                monitor=lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}))
             t0 = time.perf_counter()
             detector.fit(x, v)
             row = {"dataset": ds.name, "class": cls, "seed": args.seed, "variant": spec.label,
-                   "lr": detector.config(x.shape[1]).lr, "device": detector.device,
+                   "lr": detector.config(x.shape[1]).lr, "device": detector.context.torch_device,
                    "seconds": time.perf_counter() - t0, "dev_auroc_last": curve[-1],
                    "dev_auroc_curve": curve, "val_loss": [h["val_loss"] for h in detector.history_]}
-            if getattr(detector, "teacher_", None) is not None:  # the bar the student aims at
-                row["teacher_dev_auroc"] = auroc(y_dev, detector.teacher_.decision_function(x_dev))
+            for role, other in detector.companions().items():  # the teacher: the bar the student aims at
+                row[f"{role}_dev_auroc"] = auroc(y_dev, other.decision_function(x_dev))
             print(f"{ds.name} class {cls} {spec.label}: dev AUROC last {curve[-1]:.4f} "
                   f"curve {[round(c, 3) for c in curve]} ({row['seconds']:.0f} s)", flush=True)
             with open(args.out, "a") as f:

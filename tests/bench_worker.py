@@ -24,11 +24,11 @@ from noveltykit.eval.bench import BenchConfig, BenchFailed, run_benchmark  # noq
 class SlowKNN(KNNDetector):
     name = "slow-knn"
 
-    def _fit(self, x, x_val):
+    def _fit(self, x, x_val, y=None):
         with open(os.environ["FIT_LOG"], "a") as log:
             log.write(f"{self.k} {fingerprint(x)} {os.getpid()}\n")
         time.sleep(float(os.environ.get("SLOW_SECONDS", "0.2")))
-        super()._fit(x, x_val)
+        super()._fit(x, x_val, y)
 
 
 if __name__ == "__main__":

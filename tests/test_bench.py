@@ -155,18 +155,15 @@ def test_device_reaches_trained_detectors_and_leaves_labels_alone(tmp_path, devi
                                  device=device), dataset=ds, progress=False)
     by_method = {r["method"]: r for r in results}
     assert set(by_method) == set(_gan_methods())  # the device is not in the column names
-    assert "device" not in by_method["knn:k=3"]["params"]
-    assert by_method["ede-gan:width=4,budget=quick"]["params"]["device"] == device
-    assert by_method[_gan_methods()[2]]["params"]["device"] == device
+    for r in results:  # a run setting: recorded beside the params, never among them
+        assert r["device"] == device and "device" not in r["params"]
+        assert not {"checkpoint_dir", "resume", "progress", "teacher_cache"} & set(r["params"])
 
 
-def test_device_named_in_the_spec_wins_over_the_bench_device(tmp_path):
-    ds = make_blobs_dataset(n_train=40, n_test=10, size=32)
-    spec = "ede-gan:width=4,budget=quick,device=cpu"
-    cfg = _cfg(tmp_path, methods=[spec], classes=[0], seeds=[0], plots=False, device="cpu")
-    cfg.device = "cuda:7"  # past the up-front check: the spec's own device must be the one used
-    (record,) = run_benchmark(cfg, dataset=ds, progress=False)
-    assert record["params"]["device"] == "cpu"
+def test_run_settings_are_not_method_parameters(tmp_path):
+    for spec in ("ede-gan:width=4,device=cpu", "ede-gan:checkpoint_dir=/tmp/x", "kdgan:teacher_cache=/tmp"):
+        with pytest.raises(ValueError, match="unknown parameter"):
+            _cfg(tmp_path, methods=[spec])
 
 
 def test_unusable_device_fails_before_work(tmp_path):
@@ -191,3 +188,20 @@ def test_commit_named_in_the_environment_wins_over_git(monkeypatch):
     assert provenance.git_commit() != "abc123"
     monkeypatch.setattr(provenance.subprocess, "run", no_git)
     assert provenance.git_commit() == "unknown"
+
+
+def test_curves_change_no_weight_and_no_score(tmp_path):
+    """--curves (a test-AUROC diagnostic after each epoch) is recorded, and nothing else changes."""
+    ds = make_blobs_dataset(n_train=40, n_test=10, size=32)
+    method = "ede-gan:width=4,epochs=2,batch_size=16"
+    records = {c: run_benchmark(_cfg(tmp_path / str(c), methods=[method], classes=[0], seeds=[0], plots=False,
+                                     curves=c, save_models=True), dataset=ds, progress=False)[0]
+               for c in (False, True)}
+    assert "diagnostic_test_auroc" in records[True]["history"][0]
+    assert "diagnostic_test_auroc" not in records[False]["history"][0]
+    stem = bench.cell_stem(MethodSpec.parse(method), 0, 0)
+    weights = [(tmp_path / str(c) / "models" / stem / "weights.safetensors").read_bytes() for c in (False, True)]
+    assert weights[0] == weights[1]
+    scores = [np.load(tmp_path / str(c) / "scores" / f"{stem}.npz")["scores"] for c in (False, True)]
+    np.testing.assert_array_equal(scores[0], scores[1])
+    assert records[False]["threshold"] == records[True]["threshold"]

@@ -143,3 +143,24 @@ def test_unfitted_and_bad_params(name, data):
         detectors.make(name, not_a_parameter=1)
     with pytest.raises(ValueError, match="empty"):
         _make(name).fit(data[0][:0])
+
+
+def test_labels_of_normal_images(name, data, fitted):
+    """`fit(X, X_val, y)`: one integer label per training image; a detector that ignores `y` says so
+    in its docstring and fits exactly as without it."""
+    train, val, test, _ = data
+    y = np.zeros(len(train), np.int64)
+    for bad, match in ((y[:-1], "one class label per training image"), (y.astype(float), "integers")):
+        with pytest.raises(ValueError, match=match):
+            _make(name).fit(train, val, y=bad)
+    cls = type(fitted)
+    if not cls.uses_labels:
+        assert "Ignores `y`" in (cls.__doc__ or ""), f"{cls.__name__}'s docstring must say it ignores y"
+        with_y = _make(name).fit(train, val, y=y)
+        np.testing.assert_array_equal(with_y.decision_function(test), fitted.decision_function(test))
+
+
+def test_run_settings_are_not_parameters(name):
+    assert not {"checkpoint_dir", "resume", "progress", "device", "teacher_cache"} & set(_make(name).get_params())
+    with pytest.raises(TypeError, match="RunContext"):
+        _make(name).configure({"device": "cpu"})

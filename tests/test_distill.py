@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from noveltykit import detectors
+from noveltykit.detectors.context import RunContext
 from noveltykit.distill import DistillConfig, distillation_loss, parse_structure, train_distill
 from noveltykit.nets.dcgan import Generator, GeneratorOutput
 from noveltykit.train.gan import GANConfig, build_networks, train_gan
@@ -158,14 +159,14 @@ def test_teacher_cache_trains_one_teacher_per_data(tmp_path, monkeypatch):
         return real_fit(self, *args, **kw)
 
     monkeypatch.setattr(detectors.gan.EDEGANDetector, "fit", counting_fit)
-    kw = {"width": 1, "epochs": 1, "batch_size": 32, "teacher_budget": "quick", "teacher_width": 2,
-          "teacher_cache": str(tmp_path)}
-    a = detectors.make("kdgan", structure="1", **kw).fit(x, v)
-    b = detectors.make("kdgan", structure="2", **kw).fit(x, v)
+    kw = {"width": 1, "epochs": 1, "batch_size": 32, "teacher_budget": "quick", "teacher_width": 2}
+    ctx = RunContext(teacher_cache=tmp_path)
+    a = detectors.make("kdgan", structure="1", **kw).configure(ctx).fit(x, v)
+    b = detectors.make("kdgan", structure="2", **kw).configure(ctx).fit(x, v)
     assert fits == [2], "the second student reuses the cached teacher"
     assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 1
     np.testing.assert_allclose(a.teacher_.decision_function(x), b.teacher_.decision_function(x), rtol=1e-6)
-    detectors.make("kdgan", **kw).fit(x[:20], v)  # other images: another teacher
+    detectors.make("kdgan", **kw).configure(ctx).fit(x[:20], v)  # other images: another teacher
     assert fits == [2, 2]
 
 
@@ -211,10 +212,9 @@ def test_students_default_to_the_student_preset_and_teachers_to_the_default_one(
 def test_cuda_distillation_and_cpu_scoring_agree(tmp_path):
     x = torch.rand(40, 1, 32, 32) * 2 - 1
     det = detectors.make("kdgan", structure="p24", width=1, epochs=1, batch_size=16, teacher_budget="quick",
-                         teacher_width=2, device="cuda").fit(x[:32], x[32:])
+                         teacher_width=2).configure(RunContext(device="cuda")).fit(x[:32], x[32:])
     gpu_scores = det.decision_function(x)
-    assert next(det.generator_.parameters()).is_cuda and det.teacher_.device == "cuda"
+    assert next(det.generator_.parameters()).is_cuda and det.teacher_.context.device == "cuda"
     det.save(tmp_path / "s")
-    cpu = detectors.load(tmp_path / "s")
-    cpu.device = "cpu"  # score where there is no GPU
+    cpu = detectors.load(tmp_path / "s")  # a loaded model runs on the CPU unless configured
     np.testing.assert_allclose(cpu.decision_function(x), gpu_scores, rtol=1e-3, atol=1e-5)

@@ -396,8 +396,8 @@ def test_native_bf16_needs_the_kernels_that_use_it():
 
 def test_teacher_key_follows_resolved_values_not_preset_names(monkeypatch):
     import torch
-    from noveltykit.detectors.gan import EDEGANDetector
-    from noveltykit.detectors.kdgan import KDGANDetector, teacher_key
+    from noveltykit.detectors.gan import EDEGANDetector, teacher_key
+    from noveltykit.detectors.kdgan import KDGANDetector
     from noveltykit.train import gan
 
     x, x_val = torch.zeros(4, 1, 32, 32), torch.ones(2, 1, 32, 32)
@@ -409,5 +409,21 @@ def test_teacher_key_follows_resolved_values_not_preset_names(monkeypatch):
     monkeypatch.setitem(gan.PRESETS, "default", {**gan.PRESETS["default"], "lr": 1e-4})
     assert teacher_key(EDEGANDetector(**student.teacher_params()), x, x_val) != key, "preset changed meaning"
     monkeypatch.undo()
-    monkeypatch.setattr("noveltykit.detectors.kdgan.TRAINING_CODE_VERSION", 999)
+    monkeypatch.setattr("noveltykit.detectors.gan.TRAINING_CODE_VERSION", 999)
     assert teacher_key(EDEGANDetector(**student.teacher_params()), x, x_val) != key, "training code changed"
+
+
+def test_a_schema_2_save_with_run_settings_in_its_params_loads(saved_knn):
+    import hashlib
+
+    path, ds = saved_knn
+    config = json.loads((path / "config.json").read_text())
+    config["schema"] = 2
+    config["params"].update(checkpoint_dir=None, resume=False, progress=False, device="cpu")
+    (path / "config.json").write_text(json.dumps(config))
+    assert detectors.load(path).get_params() == detectors.make("knn", k=3).get_params()
+    config["schema"] = 3  # today's schema: run settings among the params are an error
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFileError, match="unknown parameter"):
+        detectors.load(path)
+    assert hashlib.sha256((path / "weights.safetensors").read_bytes()).hexdigest() == config["weights_sha256"]

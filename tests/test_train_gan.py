@@ -141,11 +141,11 @@ def test_bad_config_is_refused():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_training_and_cpu_scoring_agree(tmp_path):
     from noveltykit import detectors
+    from noveltykit.detectors.context import RunContext
 
     x, v = _data()
-    det = detectors.make("ede-gan", width=8, epochs=2, batch_size=16, device="cuda").fit(x, v)
+    det = detectors.make("ede-gan", width=8, epochs=2, batch_size=16).configure(RunContext(device="cuda")).fit(x, v)
     gpu_scores = det.decision_function(x)
     det.save(tmp_path / "m")
-    cpu = detectors.load(tmp_path / "m")
-    cpu.device = "cpu"  # score where there is no GPU
+    cpu = detectors.load(tmp_path / "m")  # a loaded model runs on the CPU unless configured
     np.testing.assert_allclose(cpu.decision_function(x), gpu_scores, rtol=1e-3, atol=1e-5)

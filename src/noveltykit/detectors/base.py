@@ -1,6 +1,7 @@
 """The contract every detector honours (PyOD / scikit-learn style).
 
-    fit(X, X_val=None)      learn what is normal from normal images only
+    fit(X, X_val=None, y=None)  learn what is normal from normal images only (`y`: their class
+                            labels, for detectors with `uses_labels`; the others ignore it)
     decision_function(X)    novelty scores, higher = more novel
     predict(X)              0 normal / 1 novel, by `threshold_`
     get_params()            the constructor arguments
@@ -10,8 +11,13 @@
 `X_val` when given, else a seeded `validation_fraction` of X held out from fitting. Test labels
 never reach a detector.
 
-Subclasses implement `_fit(x, x_val)`, `_score(x)` (float tensors in [-1, 1]) and, for saving,
+How a fit runs (checkpoints, device, progress, caches, diagnostics) is not a parameter: it comes
+through `configure(RunContext(...))` and is never saved.
+
+Subclasses implement `_fit(x, x_val, y)`, `_score(x)` (float tensors in [-1, 1]) and, for saving,
 `_state()` / `_load_state(tensors, info)`; everything about input checking lives here, once.
+`fit_report()` and `companions()` tell a benchmark what else a fit produced (a training history,
+a teacher), so the runner needs no knowledge of any family.
 """
 from __future__ import annotations
 
@@ -28,12 +34,14 @@ from safetensors.torch import save as save_tensors
 from .. import __version__
 from ..data.images import ImageDataset, to_float
 from ..fileio import atomic_dir
+from .context import RunContext
 
 # A saved model: these two files and nothing else. SCHEMA_VERSION counts layouts of config.json
-# (1: before it carried "schema" and the weights' sha256); `load` reads every version up to it.
+# (1: before it carried "schema" and the weights' sha256; 2: params still held run settings such as
+# checkpoint_dir and device); `load` reads every version up to it.
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE)
-MODEL_FORMAT, SCHEMA_VERSION = "noveltykit-detector", 2
+MODEL_FORMAT, SCHEMA_VERSION = "noveltykit-detector", 3
 
 FLOAT_RANGE_SLACK = 1e-3  # float images may exceed [-1, 1] by rounding error only
 
@@ -84,6 +92,18 @@ def as_image_tensor(X: Any, *, what: str = "X", expect: tuple[int, ...] | None =
     return x
 
 
+def check_labels(y, n: int) -> np.ndarray | None:
+    """Class labels of the n training images as int64 (N,), or None; a ValueError names a mismatch."""
+    if y is None:
+        return None
+    labels = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y)
+    if labels.ndim != 1 or len(labels) != n:
+        raise ValueError(f"y: expected one class label per training image ({n}), got shape {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"y: class labels must be integers, got dtype {labels.dtype}")
+    return labels.astype(np.int64)
+
+
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(fit indices, held-out indices): the seeded split `fit(X)` uses when no X_val is given."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -99,6 +119,7 @@ class Detector:
     """Base class; see the module docstring for the contract."""
 
     name: ClassVar[str] = ""
+    uses_labels: ClassVar[bool] = False  # False: `fit` ignores `y` (the class docstring says so)
 
     def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
                  random_state: int = 0):
@@ -109,10 +130,29 @@ class Detector:
         self.threshold_quantile = threshold_quantile
         self.validation_fraction = validation_fraction
         self.random_state = random_state
+        self.context = RunContext()
+
+    def configure(self, context: RunContext) -> "Detector":
+        """Set how the next fit runs (see `RunContext`); returns the detector."""
+        if not isinstance(context, RunContext):
+            raise TypeError(f"configure takes a RunContext, got {type(context).__name__}")
+        self.context = context
+        return self
 
     # --- what subclasses write -------------------------------------------------------------
-    def _fit(self, x: torch.Tensor, x_val: torch.Tensor) -> None:
+    def _fit(self, x: torch.Tensor, x_val: torch.Tensor, y: np.ndarray | None) -> None:
         raise NotImplementedError
+
+    def _after_fit(self, x: torch.Tensor, x_val: torch.Tensor) -> None:
+        """Called once the threshold is set (e.g. to share the fitted model through a cache)."""
+
+    def fit_report(self) -> dict:
+        """JSON-able facts of the last fit for a results record (e.g. training history)."""
+        return {}
+
+    def companions(self) -> dict[str, "Detector"]:
+        """Other fitted detectors a fit produced, by role (e.g. a distilled student's teacher)."""
+        return {}
 
     def _score(self, x: torch.Tensor) -> np.ndarray:
         raise NotImplementedError
@@ -143,19 +183,22 @@ class Detector:
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._param_names()}
 
-    def fit(self, X, X_val=None) -> "Detector":
+    def fit(self, X, X_val=None, y=None) -> "Detector":
         x = as_image_tensor(X, what="X")
+        labels = check_labels(y, len(x))
         if X_val is None:
             if len(x) < 2:
                 raise ValueError("X: need at least 2 images to hold some out for the threshold")
             fit_idx, val_idx = holdout_split(len(x), self.validation_fraction, self.random_state)
             x, x_val = x[fit_idx], x[val_idx]
+            labels = None if labels is None else labels[fit_idx.numpy()]
         else:
             x_val = as_image_tensor(X_val, what="X_val", expect=tuple(x.shape[1:]))
         self.input_shape_ = tuple(int(s) for s in x.shape[1:])
-        self._fit(x, x_val)
+        self._fit(x, x_val, labels)
         val_scores = self._score(x_val)
         self.threshold_ = float(np.quantile(val_scores, self.threshold_quantile))
+        self._after_fit(x, x_val)
         return self
 
     def _check_fitted(self) -> None:

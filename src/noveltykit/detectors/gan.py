@@ -1,23 +1,27 @@
 """ED-GAN, EDÊ-GAN and EDE-GAN (P-KDGAN §III.B) as detectors under the common contract.
 
-Parameters: a named preset and budget, any `GANConfig` field to override them, and where to
-checkpoint.
+Parameters: a named preset and budget, and any `GANConfig` field to override them; where to
+checkpoint and which device come through the `RunContext`.
 The networks are plain modules (`nets.dcgan`); training is `train.gan.train_gan`.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..train.gan import GANConfig, ScoreModule, build_networks, resolve_config, score_batches, train_gan
-from .base import Detector, as_image_tensor
+from .. import __version__
+from ..train.gan import (TRAINING_CODE_VERSION, GANConfig, ScoreModule, build_networks, resolve_config,
+                         score_batches, train_gan)
+from .base import CONFIG_FILE, Detector, as_image_tensor
 from .registry import register
 
 # Config fields that the data or the detector decide, not the user.
-_DERIVED = {"variant", "channels", "seed"}
+_DERIVED = {"variant", "channels", "seed", "device"}  # device: from the RunContext
 GAN_PARAMS = [f.name for f in dataclasses.fields(GANConfig) if f.name not in _DERIVED]
 
 
@@ -28,9 +32,7 @@ class _GANDetector(Detector):
     variant = ""
 
     def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
-                 random_state: int = 0, preset: str = "default", budget: str = "cpu",
-                 checkpoint_dir: str | None = None, resume: bool = False, progress: bool = False,
-                 **overrides):
+                 random_state: int = 0, preset: str = "default", budget: str = "cpu", **overrides):
         super().__init__(threshold_quantile, validation_fraction, random_state)
         unknown = set(overrides) - set(GAN_PARAMS)
         if unknown:
@@ -38,10 +40,6 @@ class _GANDetector(Detector):
         self.preset, self.budget = preset, budget
         for name in GAN_PARAMS:
             setattr(self, name, overrides.get(name))
-        self.checkpoint_dir, self.resume, self.progress = checkpoint_dir, resume, progress
-        # Optional callable(score_fn) -> dict, called after each epoch with a function that scores
-        # images with that epoch's generator: for diagnostic curves, never for choices.
-        self.epoch_monitor = None
         self.config(channels=1)  # validate now, not after the data is loaded
 
     @classmethod
@@ -50,29 +48,35 @@ class _GANDetector(Detector):
 
     def config(self, channels: int) -> GANConfig:
         return resolve_config(self.preset, self.budget, {n: getattr(self, n) for n in GAN_PARAMS},
-                              variant=self.variant, channels=channels, seed=self.random_state)
+                              variant=self.variant, channels=channels, seed=self.random_state,
+                              device=self.context.torch_device)
 
-    def _fit(self, x, x_val):
+    def _fit(self, x, x_val, y=None):
         if tuple(x.shape[2:]) != (32, 32):
             raise ValueError(f"{self.name}: the DCGAN networks take 32x32 images, got "
                              f"{x.shape[2]}x{x.shape[3]}; load data through noveltykit.data (it resizes)")
         cfg = self.config(channels=x.shape[1])
-        result = train_gan(cfg, x, x_val, checkpoint_dir=self.checkpoint_dir, resume=self.resume,
-                           progress=self.progress, on_epoch_end=self._diagnostic_monitor(cfg))
+        ctx = self.context
+        result = train_gan(cfg, x, x_val, checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume,
+                           progress=ctx.progress, on_epoch_end=self._diagnostic_monitor(cfg))
         self.generator_, self.discriminator_ = result.generator.cpu(), result.discriminator.cpu()
         self.history_, self.selected_epoch_ = result.history, result.selected_epoch
         self.train_fingerprint_ = fingerprint(x)
 
     def _diagnostic_monitor(self, cfg):
-        """on_epoch_end for the trainers when a diagnostic `epoch_monitor` is set."""
-        if self.epoch_monitor is None:
+        """The training loop's monitor when the context has one: it gets a scorer of each epoch's
+        generator (diagnostics only)."""
+        if self.context.monitor is None:
             return None
-        return lambda epoch, g: self.epoch_monitor(
+        return lambda epoch, g: self.context.monitor(
             lambda X: score_batches(g, as_image_tensor(X), cfg.score_kind, device=cfg.device))
+
+    def fit_report(self) -> dict:
+        return {"history": self.history_, "selected_epoch": self.selected_epoch_}
 
     def _score(self, x) -> np.ndarray:
         cfg = self.config(x.shape[1])
-        # A model trained on a GPU scores on the CPU when loaded where there is none.
+        # A context that names a GPU this machine lacks (e.g. a model moved here) scores on the CPU.
         dev = cfg.device if cfg.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
         self.generator_.to(dev)
         return score_batches(self.generator_, x, cfg.score_kind, device=dev)
@@ -83,6 +87,7 @@ class _GANDetector(Detector):
 
     def _info(self) -> dict:
         config = dataclasses.asdict(self.config(self.input_shape_[0]))
+        config.pop("device")  # where it ran is not what it is
         return {"config": config, "history": self.history_, "selected_epoch": self.selected_epoch_,
                 "train_fingerprint": self.train_fingerprint_}
 
@@ -107,17 +112,37 @@ def fingerprint(x: torch.Tensor) -> str:
 
 @register
 class EDEGANDetector(_GANDetector):
-    """Encoder-decoder-encoder; scores with the latent error |E(x) - E2(D(E(x)))|^2."""
+    """Encoder-decoder-encoder; scores with the latent error |E(x) - E2(D(E(x)))|^2. Ignores `y`.
+    With a `teacher_cache` in its context, a fitted one is filed there: it is the very teacher a
+    `kdgan` student with the same resolved teacher values would train."""
     name, variant = "ede-gan", "ede"
+
+    def _after_fit(self, x, x_val):
+        if self.context.teacher_cache is not None:
+            folder = Path(self.context.teacher_cache) / teacher_key(self, x, x_val)
+            if not (folder / CONFIG_FILE).is_file():
+                self.save(folder)
+
+
+def teacher_key(teacher: _GANDetector, x: torch.Tensor, x_val: torch.Tensor) -> str:
+    """Cache key of a teacher: the resolved values it trains with (never preset or budget names,
+    whose meaning may change), the training code's version, and the fingerprints of its images."""
+    config = dataclasses.asdict(teacher.config(x.shape[1]))
+    config.pop("device")  # where it ran does not change what it is
+    key_src = {"config": config, "threshold_quantile": teacher.threshold_quantile,
+               "validation_fraction": teacher.validation_fraction, "training_code": TRAINING_CODE_VERSION,
+               "noveltykit": __version__}
+    return hashlib.sha256(json.dumps([key_src, fingerprint(x), fingerprint(x_val)], sort_keys=True)
+                          .encode()).hexdigest()[:16]
 
 
 @register
 class EDGANDetector(_GANDetector):
-    """Encoder-decoder; scores with the image error |x - x_hat|_1."""
+    """Encoder-decoder; scores with the image error |x - x_hat|_1. Ignores `y`."""
     name, variant = "ed-gan", "ed"
 
 
 @register
 class EDHatEGANDetector(_GANDetector):
-    """EDÊ-GAN: the second encoder only shapes training; scores with the image error."""
+    """EDÊ-GAN: the second encoder only shapes training; scores with the image error. Ignores `y`."""
     name, variant = "edhat-gan", "edhat"

@@ -36,6 +36,8 @@ def gaussian_kde_logpdf(queries: torch.Tensor, refs: torch.Tensor, bandwidths: t
 
 @register
 class KDEDetector(Detector):
+    """Negative log density of a Gaussian KDE, bandwidth by validation likelihood. Ignores `y`."""
+
     name = "kde"
 
     def __init__(self, bandwidth: float | None = None, n_bandwidths: int = 15,
@@ -53,7 +55,7 @@ class KDEDetector(Detector):
         return torch.logspace(math.log10(scale / 4), math.log10(scale * 16), self.n_bandwidths,
                               dtype=torch.float64)
 
-    def _fit(self, x, x_val):
+    def _fit(self, x, x_val, y=None):
         self.memory_ = flatten(x)
         if self.bandwidth is not None:
             self.bandwidth_ = float(self.bandwidth)

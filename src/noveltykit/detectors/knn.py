@@ -27,6 +27,8 @@ def knn_distances(queries: torch.Tensor, refs: torch.Tensor, k: int,
 
 @register
 class KNNDetector(Detector):
+    """Mean (or sum, max) Euclidean distance to the k nearest normal images. Ignores `y`."""
+
     name = "knn"
 
     def __init__(self, k: int = 5, aggregate: str = "mean", max_block_elems: int = DEFAULT_BLOCK_ELEMS,
@@ -38,7 +40,7 @@ class KNNDetector(Detector):
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
         self.k, self.aggregate, self.max_block_elems = int(k), aggregate, int(max_block_elems)
 
-    def _fit(self, x, x_val):
+    def _fit(self, x, x_val, y=None):
         if len(x) < self.k:
             raise ValueError(f"knn: k={self.k} but only {len(x)} training images")
         self.memory_ = flatten(x)

@@ -13,6 +13,8 @@ from .registry import register
 
 @register
 class OCSVMDetector(Detector):
+    """RBF one-class SVM on pixels; score = minus the decision function. Ignores `y`."""
+
     name = "ocsvm"
 
     def __init__(self, nu: float = 0.1, gamma: float | str = "scale", max_train: int = 10000,
@@ -26,7 +28,7 @@ class OCSVMDetector(Detector):
             raise ValueError(f"gamma must be a float or 'scale', got {gamma!r}")
         self.nu, self.gamma, self.max_train, self.cache_mb = nu, gamma, int(max_train), int(cache_mb)
 
-    def _fit(self, x, x_val):
+    def _fit(self, x, x_val, y=None):
         flat = flatten(x)
         if len(flat) > self.max_train:
             gen = torch.Generator().manual_seed(self.random_state)

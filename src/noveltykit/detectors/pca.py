@@ -11,6 +11,8 @@ from .registry import register
 
 @register
 class PCADetector(Detector):
+    """Reconstruction error after PCA keeping a share of the variance. Ignores `y`."""
+
     name = "pca"
 
     def __init__(self, n_components: int | float = 0.9, **base):
@@ -22,7 +24,7 @@ class PCADetector(Detector):
             raise ValueError(f"n_components must be >= 1, got {n_components}")
         self.n_components = n_components
 
-    def _fit(self, x, x_val):
+    def _fit(self, x, x_val, y=None):
         flat = flatten(x).double()
         self.mean_ = flat.mean(0)
         centred = flat - self.mean_

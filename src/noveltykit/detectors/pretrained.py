@@ -11,6 +11,8 @@ extractor is built when first needed, so parameters can be set and checked witho
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -22,22 +24,33 @@ from .vectors import DetectorHead, GaussianHead, KNNHead, VectorHead
 
 
 class FeatureDetector(Detector):
-    """Images -> pretrained features -> `_make_head()`. Subclasses add the head's parameters."""
+    """Images -> pretrained features -> `_make_head()`. Subclasses add the head's parameters.
+    Ignores `y`."""
 
     def __init__(self, size: int = 224, input_scaling: str = "pm1", stages: str = "last",
-                 backbone: str = "efficientnet-lite0", batch_size: int | None = None, device: str = "cpu",
-                 progress: bool = False, **base):
+                 backbone: str = "efficientnet-lite0", batch_size: int | None = None, **base):
         super().__init__(**base)
         self.size, self.input_scaling, self.backbone = int(size), input_scaling, backbone
         self.stages = stages_label(parse_stages(stages))  # canonical: '5+last' however spelt
         self.batch_size = None if batch_size is None else int(batch_size)
-        self.device, self.progress = device, progress
         self.extractor()  # check the settings now; the weights are only touched on use
         self._make_head()
-        # Optional features.FeatureStore of images seen before (the benchmark runner fills it
-        # with a dataset's cached features): known images skip the network.
-        self.feature_store = None
+        # A features.FeatureStore of images seen before (from the RunContext): known images skip
+        # the network.
+        self.feature_store, self.feature_seconds_ = None, None
         self._val_features: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def configure(self, context):
+        super().configure(context)
+        self.feature_store, self.feature_seconds_ = None, None
+        if context.feature_store is not None:  # the dataset's features, each image extracted once
+            t0 = time.perf_counter()
+            self.feature_store = context.feature_store(self.extractor())
+            self.feature_seconds_ = time.perf_counter() - t0
+        return self
+
+    def fit_report(self) -> dict:
+        return {} if self.feature_seconds_ is None else {"feature_seconds": self.feature_seconds_}
 
     def _make_head(self) -> VectorHead:
         raise NotImplementedError
@@ -45,7 +58,7 @@ class FeatureDetector(Detector):
     def extractor(self) -> FeatureExtractor:
         """Built from the current parameters (cheap: the network is loaded once per process)."""
         return FeatureExtractor(self.backbone, self.size, self.input_scaling, self.stages,
-                                self.batch_size, self.device, self.progress)
+                                self.batch_size, self.context.torch_device, self.context.progress)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         extractor = self.extractor()
@@ -53,7 +66,7 @@ class FeatureDetector(Detector):
             return torch.from_numpy(self.feature_store.features(x, extractor))
         return torch.from_numpy(extractor(x))
 
-    def _fit(self, x, x_val):
+    def _fit(self, x, x_val, y=None):
         sha = weights_sha256(self.backbone)  # missing package: the install hint, before any work
         f, f_val = self.features(x), self.features(x_val)
         self.head_ = self._make_head()
@@ -89,6 +102,8 @@ class FeatureDetector(Detector):
 
 @register
 class FeatKNNDetector(FeatureDetector):
+    """Mean cosine (or Euclidean) distance to the k nearest normal feature vectors. Ignores `y`."""
+
     name = "feat-knn"
 
     def __init__(self, k: int = 5, metric: str = "cosine", **features):
@@ -101,6 +116,8 @@ class FeatKNNDetector(FeatureDetector):
 
 @register
 class FeatGaussDetector(FeatureDetector):
+    """Squared Mahalanobis distance of the feature vector, shrinkage covariance. Ignores `y`."""
+
     name = "feat-gauss"
 
     def __init__(self, shrinkage: float | None = None, **features):
@@ -114,6 +131,8 @@ class FeatGaussDetector(FeatureDetector):
 
 @register
 class FeatOCSVMDetector(FeatureDetector):
+    """The `ocsvm` detector on feature vectors. Ignores `y`."""
+
     name = "feat-ocsvm"
 
     def __init__(self, nu: float = 0.1, gamma: float | str = "scale", max_train: int = 10000, **features):

@@ -43,6 +43,8 @@ class ModelFileError(ValueError):
 
 
 REQUIRED_KEYS = ("detector", "params", "threshold_", "input_shape_")
+# Run settings that schema-2 saves still held among the params; they live in RunContext now.
+OLD_RUN_PARAMS = ("checkpoint_dir", "resume", "progress", "device", "teacher_cache")
 
 
 def read_config(directory: Path) -> dict:
@@ -73,8 +75,12 @@ def load(directory: str | Path) -> Detector:
     directory = Path(directory)
     config = read_config(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    params = dict(config["params"])
+    if config.get("schema", 1) < 3:
+        for key in OLD_RUN_PARAMS:
+            params.pop(key, None)
     try:
-        det = make(config["detector"], **config["params"])
+        det = make(config["detector"], **params)
         det.threshold_ = float(config["threshold_"])
         det.input_shape_ = tuple(int(s) for s in config["input_shape_"])
     except (ValueError, TypeError) as exc:

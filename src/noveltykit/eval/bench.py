@@ -22,7 +22,7 @@ from ..data import load_dataset
 from ..data.images import ImageDataset
 from ..data.protocols import PROTOCOLS, make_split
 from ..detectors import make
-from ..detectors.kdgan import offer_teacher
+from ..detectors.context import RunContext
 from ..features.store import dataset_feature_store
 from ..fileio import atomic_write_bytes, remove_tree_inside, safe_name
 from .cellstore import EXPERIMENT_FIELDS, CellStore, cell_id, cell_key, load_results  # noqa: F401 (API)
@@ -94,36 +94,24 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
              device: str | None = None) -> tuple[dict, np.ndarray, np.ndarray, float]:
     """Fit on normal training images, threshold on normal validation images, score the test split.
 
-    Trained detectors checkpoint every epoch into `checkpoint_dir` (unless the spec names one) and
-    resume from it, so a killed benchmark loses at most one epoch. `model_dir`: save the model.
-    Distilled students keep the teachers they train in `teacher_cache`, one per class and seed,
-    shared by every student of that cell (unless the spec names a teacher or a cache).
-    `device`: for detectors that take one, unless the spec names it.
+    Everything about how the fit runs goes to the detector in one RunContext, the same for every
+    family: trained detectors checkpoint every epoch into `checkpoint_dir` and resume from it (a
+    killed benchmark loses at most one epoch); distilled students keep the teachers they train in
+    `teacher_cache`, shared by every student of that cell; feature detectors extract each image of
+    the dataset once. `model_dir`: save the model.
     """
     split = make_split(ds, protocol, cls, seed, val_fraction)
     train_x, val_x, test_x, is_novel = split.arrays(ds)
     detector = make(spec.detector, **{"random_state": seed, **dict(spec.params)})
-    params = detector.get_params()
-    if checkpoint_dir is not None and "checkpoint_dir" in params and params["checkpoint_dir"] is None:
-        detector.checkpoint_dir, detector.resume = str(checkpoint_dir), True
-    if teacher_cache is not None and params.get("teacher_cache", False) is None and params["teacher_dir"] is None:
-        detector.teacher_cache = str(teacher_cache)
-    if device is not None and "device" in params and "device" not in dict(spec.params):
-        detector.device = device
-    if progress and params.get("progress") is False and "progress" not in dict(spec.params):
-        detector.progress = True  # per-epoch bars inside a long cell
-    if curves and hasattr(detector, "epoch_monitor"):
-        detector.epoch_monitor = lambda score: {"diagnostic_test_auroc": auroc(is_novel, score(test_x))}
-    feature_seconds = None
-    if hasattr(detector, "feature_store"):  # pretrained features: each image extracted once, cached
-        t0 = time.perf_counter()
-        detector.feature_store = dataset_feature_store(ds, detector.extractor())
-        feature_seconds = time.perf_counter() - t0
+    monitor = (lambda score: {"diagnostic_test_auroc": auroc(is_novel, score(test_x))}) if curves else None
+    detector.configure(RunContext(
+        checkpoint_dir=checkpoint_dir, resume=checkpoint_dir is not None, device=device, progress=progress,
+        teacher_cache=teacher_cache, feature_store=lambda extractor: dataset_feature_store(ds, extractor),
+        monitor=monitor))
     t0 = time.perf_counter()
-    detector.fit(train_x, val_x)
+    # the class labels of the normal training images (one class under one-vs-rest), never a novel one
+    detector.fit(train_x, val_x, y=ds.train_y[split.train_idx])
     fit_seconds = time.perf_counter() - t0
-    if teacher_cache is not None:  # a plain ede-gan is also the teacher its students would train
-        offer_teacher(detector, train_x, val_x, teacher_cache)
     t0 = time.perf_counter()
     scores = detector.decision_function(test_x)
     score_seconds = time.perf_counter() - t0
@@ -137,15 +125,13 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
         "test_fpr_at_threshold": float(flagged[~is_novel].mean()),
         "test_tpr_at_threshold": float(flagged[is_novel].mean()),
         "fit_seconds": fit_seconds, "score_seconds": score_seconds,
-        **({"feature_seconds": feature_seconds} if feature_seconds is not None else {}),
         "n_train": len(train_x), "n_val": len(val_x), "n_test": len(test_x),
         "n_test_novel": int(is_novel.sum()), "val_fraction": val_fraction,
+        "device": device or "cpu",  # how it ran, not what it is: not among the params
+        **detector.fit_report(),  # e.g. a trained detector's history and selected epoch
     }
-    if getattr(detector, "teacher_", None) is not None:  # a distilled student: its teacher, same cell
-        record["teacher_auroc"] = auroc(is_novel, detector.teacher_.decision_function(test_x))
-    if hasattr(detector, "history_"):  # trained detectors: the per-epoch record and the choice made
-        record["history"] = detector.history_
-        record["selected_epoch"] = detector.selected_epoch_
+    for role, other in detector.companions().items():  # e.g. a distilled student's teacher, same cell
+        record[f"{role}_auroc"] = auroc(is_novel, other.decision_function(test_x))
     if model_dir is not None:
         detector.save(model_dir)
     return record, is_novel, scores, detector.threshold_
