@@ -38,9 +38,10 @@ def plot_training_curves(path: str | Path, history: list[dict], title: str, sele
     epochs = [h["epoch"] + 1 for h in history]
     fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(9, 3.6))
     for key, label in (("loss_g", "generator"), ("loss_d", "discriminator"), ("k", "distillation K_l"),
-                       ("val_loss", "validation (normal)")):
-        if key in history[0]:  # a loss a structure does not train is 0: left out of the log plot
-            ax_loss.plot(epochs, [h[key] if h[key] > 0 else float("nan") for h in history], marker=".", label=label)
+                       ("loss", "training loss"), ("val_loss", "validation (normal)")):
+        if key in history[0]:  # a loss that is 0 (not trained) or inf (not defined yet) is left out
+            ax_loss.plot(epochs, [h[key] if 0 < h[key] < float("inf") else float("nan") for h in history],
+                         marker=".", label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log", title="training")
     ax_loss.legend(fontsize=8)
     if "diagnostic_test_auroc" in history[0]:

@@ -1,0 +1,109 @@
+"""Deep SVDD (Ruff et al. 2018; P-KDGAN Table IV's DSVDD): map normal images close to a centre c.
+
+Their recipe, and why:
+- bias-free networks and BatchNorm without affine parameters: with a bias (or a norm's shift) the
+  network can output the constant c for every image, a perfect and useless fit (hypersphere
+  collapse). A network with bias terms is refused.
+- autoencoder pre-training (`pretrain_epochs`, on the reconstruction error), then c = the mean
+  feature of the training images, with coordinates within `eps` of 0 pushed to +-eps (a zero
+  coordinate lets trivial weights reach c).
+- one-class objective: mean ||phi(x) - c||^2; score = ||phi(x) - c||^2.
+- `objective="soft-boundary"`: R^2 + (1/nu) mean(max(0, ||phi(x) - c||^2 - R^2)), R set after each
+  epoch to the (1 - nu) quantile of the training distances; score = ||phi(x) - c||^2 - R^2.
+Pre-training epochs record val_loss = inf, so `select="val"` always picks a Deep SVDD epoch.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..nets.conv import SVDDNet
+from .registry import register
+from .torch_base import SCORE_BATCH, TorchDetector, reconstruction_error
+
+OBJECTIVES = ("one-class", "soft-boundary")
+
+
+@register
+class DeepSVDDDetector(TorchDetector):
+    """Deep SVDD, one-class or soft-boundary, with autoencoder pre-training. Ignores `y`."""
+
+    name = "deep-svdd"
+    loss_names = ()
+
+    def __init__(self, width: int = 16, code: int = 32, objective: str = "one-class", nu: float = 0.1,
+                 pretrain_epochs: int = 5, eps: float = 0.1, bias: bool = False, epochs: int = 15,
+                 lr: float = 1e-3, weight_decay: float = 1e-6, **base):
+        if bias:
+            raise ValueError("deep-svdd: a network with bias terms can map every image to the centre "
+                             "(hypersphere collapse, Ruff et al. 2018 §3.3); Deep SVDD needs bias=False")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+        if not 0 < float(nu) <= 1 or float(eps) <= 0 or int(pretrain_epochs) < 0:
+            raise ValueError(f"need 0 < nu <= 1, eps > 0, pretrain_epochs >= 0; got {nu}, {eps}, {pretrain_epochs}")
+        self.width, self.code, self.objective, self.nu = int(width), int(code), objective, float(nu)
+        self.pretrain_epochs, self.eps, self.bias = int(pretrain_epochs), float(eps), bool(bias)
+        self._phase = "svdd"
+        super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, **base)
+
+    def loop_config(self):
+        """`epochs` counts the Deep SVDD epochs; the loop runs the pre-training epochs first."""
+        config = super().loop_config()
+        config.epochs = self.pretrain_epochs + self.epochs
+        return config
+
+    def _build(self, shape):
+        return SVDDNet(shape[0], shape[1], self.width, self.code)
+
+    def _pretraining(self, epoch: int) -> bool:
+        return epoch < self.pretrain_epochs
+
+    def _on_epoch(self, model, x, epoch):
+        self._phase = "pretrain" if self._pretraining(epoch) else "svdd"
+        if epoch == self.pretrain_epochs:  # pre-training done (or none): place the centre
+            model.center.copy_(initial_center(model, x, self.eps))
+        elif self.objective == "soft-boundary" and epoch > self.pretrain_epochs:
+            model.radius.copy_(soft_radius(model, x, self.nu))
+        return {"phase": self._phase}
+
+    def distances(self, model, x):
+        return (model.embed(x) - model.center).pow(2).sum(1)
+
+    def _loss(self, model, x, generator):
+        if self._phase == "pretrain":
+            return reconstruction_error(x, model(x), "mse").mean(), {}
+        d = self.distances(model, x)
+        if self.objective == "soft-boundary":
+            r2 = model.radius.pow(2)
+            return r2 + torch.relu(d - r2).mean() / self.nu, {}
+        return d.mean(), {}
+
+    def _score_batch(self, model, x):
+        d = self.distances(model, x)
+        return d - model.radius.pow(2) if self.objective == "soft-boundary" else d
+
+    def _val_loss(self, model, x_val):
+        return float("inf") if self._phase == "pretrain" else super()._val_loss(model, x_val)
+
+
+@torch.no_grad()
+def embed_all(model: SVDDNet, x: torch.Tensor) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model.embed(x[i:i + SCORE_BATCH]) for i in range(0, len(x), SCORE_BATCH)])
+    model.train(was_training)
+    return out
+
+
+def initial_center(model: SVDDNet, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """The mean feature of the training images; coordinates within eps of 0 become +-eps."""
+    c = embed_all(model, x).mean(0)
+    small = c.abs() < eps
+    c[small & (c < 0)] = -eps
+    c[small & (c >= 0)] = eps
+    return c
+
+
+def soft_radius(model: SVDDNet, x: torch.Tensor, nu: float) -> torch.Tensor:
+    """R = the (1 - nu) quantile of the training images' distances to the centre."""
+    d = (embed_all(model, x) - model.center).pow(2).sum(1).sqrt()
+    return torch.quantile(d, 1 - nu)

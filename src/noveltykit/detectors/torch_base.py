@@ -1,0 +1,122 @@
+"""The base of every detector whose model is one `nn.Module` trained by the shared loop.
+
+A subclass writes what is its own, on one screen: the network (`_build`), the training loss
+(`_loss`) and the per-image score (`_score_batch`, higher = more novel). This base does the rest
+once: seeding, the loop with the RunContext's checkpoints, progress and monitor, the normal-only
+validation loss (the mean score of the validation images, unless `_val_loss` says otherwise),
+eval-mode batched scoring on the context's device (the CPU where that GPU is missing), state
+naming for safetensors, and the history and selected epoch of the fit.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..train.loop import LoopConfig, train_loop
+from ..train.model_unit import ModelUnit
+from .base import Detector, as_image_tensor
+
+SCORE_BATCH = 512
+
+
+class TorchDetector(Detector):
+    loss_names: tuple[str, ...] = ()  # the terms `_loss` returns beside the total, for the history
+
+    def __init__(self, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
+                 select: str = "last", patience: int = 0, min_delta: float = 0.0, **base):
+        super().__init__(**base)
+        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        self.weight_decay, self.select = float(weight_decay), select
+        self.patience, self.min_delta = int(patience), float(min_delta)
+        self.loop_config()  # check the settings now
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+
+    # --- what a subclass writes ----------------------------------------------------------------
+    def _build(self, shape: tuple[int, int, int]) -> nn.Module:
+        raise NotImplementedError
+
+    def _loss(self, model: nn.Module, x: torch.Tensor, generator: torch.Generator
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def _score_batch(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _val_loss(self, model: nn.Module, x_val: torch.Tensor) -> float:
+        """The normal-validation loss that selection and early stopping read: the mean score."""
+        return float(self._scores(model, x_val).mean())
+
+    def _on_epoch(self, model: nn.Module, x: torch.Tensor, epoch: int) -> dict:
+        """Called at the start of each epoch (e.g. a phase change); fields for its record."""
+        return {}
+
+    # --- the rest, once ---------------------------------------------------------------------------
+    def loop_config(self) -> LoopConfig:
+        return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, seed=self.random_state,
+                          select=self.select, patience=self.patience, min_delta=self.min_delta)
+
+    def device(self) -> str:
+        dev = self.context.torch_device
+        return dev if not dev.startswith("cuda") or torch.cuda.is_available() else "cpu"
+
+    def _fit(self, x, x_val, y=None):
+        torch.manual_seed(self.random_state)  # network initialisation
+        dev = self.device()
+        model = self._build(tuple(int(s) for s in x.shape[1:])).to(dev)
+        x = x.to(dev)
+        unit = ModelUnit(model, lambda xb, g: self._loss(model, xb, g),
+                         lambda xv: self._val_loss(model, xv), self.loss_names, lr=self.lr,
+                         weight_decay=self.weight_decay, seed=self.random_state,
+                         on_epoch=lambda epoch: self._on_epoch(model, x, epoch))
+        monitor = None
+        if self.context.monitor is not None:
+            monitor = lambda epoch, m: self.context.monitor(lambda X: self._scores(m, as_image_tensor(X)))
+        ctx = self.context
+        result = train_loop(unit, self.loop_config(), x, x_val,
+                            config={"detector": self.name, "params": self.get_params(), "shape": list(x.shape[1:])},
+                            checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume, progress=ctx.progress,
+                            monitor=monitor, name=self.name)
+        self.model_ = model.cpu().eval()
+        self.history_, self.selected_epoch_ = result.history, result.selected_epoch
+
+    @torch.no_grad()
+    def _scores(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
+        """Per-image scores in eval mode, batched: an image's score never depends on its batch."""
+        was_training = model.training
+        model.eval()
+        dev = next(model.parameters()).device
+        parts = [self._score_batch(model, x[i:i + SCORE_BATCH].to(dev)).double().cpu()
+                 for i in range(0, len(x), SCORE_BATCH)]
+        model.train(was_training)
+        return torch.cat(parts).numpy()
+
+    def _score(self, x) -> np.ndarray:
+        self.model_.to(self.device())
+        return self._scores(self.model_, x)
+
+    def fit_report(self) -> dict:
+        return {"history": self.history_, "selected_epoch": self.selected_epoch_}
+
+    def _state(self):
+        return {f"model.{k}": v for k, v in self.model_.state_dict().items()}
+
+    def _info(self) -> dict:
+        return {"history": self.history_, "selected_epoch": self.selected_epoch_}
+
+    def _load_state(self, tensors, info):
+        model = self._build(tuple(self.input_shape_))
+        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+        self.model_ = model.eval()
+        self.history_, self.selected_epoch_ = info.get("history", []), info.get("selected_epoch", 0)
+
+
+def per_image(err: torch.Tensor) -> torch.Tensor:
+    """(N, ...) elementwise errors -> (N,) means."""
+    return err.flatten(1).mean(1)
+
+
+def reconstruction_error(x: torch.Tensor, x_hat: torch.Tensor, kind: str) -> torch.Tensor:
+    """Per-image mean squared ('mse') or absolute ('l1') error."""
+    return per_image((x - x_hat).pow(2) if kind == "mse" else (x - x_hat).abs())

@@ -1,0 +1,150 @@
+"""Size-generic convolutional builders: encoder, decoder, classifier, and a dense autoencoder.
+
+Plain `nn.Module`s, no training logic. DCGAN-style blocks: each stride-2 4x4 convolution halves
+the image and doubles the width until 4x4, then one 4x4 convolution maps to the code (1x1). Any
+square power-of-two size from 8 up works. `bias=False` removes every bias and every affine
+normalisation parameter (Deep SVDD needs it: with a bias the network can map everything to the
+centre); `dropout` adds Dropout2d after each hidden block.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+NORMS = ("batch", "instance", "none")
+
+
+def _levels(size: int) -> int:
+    levels = math.log2(size / 4) if size >= 8 else -1
+    if levels != int(levels) or levels < 1:
+        raise ValueError(f"image size must be a power of two >= 8, got {size}")
+    return int(levels)
+
+
+def _norm(kind: str, channels: int, bias: bool) -> nn.Module:
+    if kind not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, affine=bias)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=bias)
+    return nn.Identity()
+
+
+def conv_encoder(channels: int, size: int, width: int, code: int, *, norm: str = "batch",
+                 bias: bool = True, dropout: float = 0.0) -> nn.Sequential:
+    """(N, channels, size, size) -> (N, code, 1, 1)."""
+    layers: list[nn.Module] = []
+    c_in, c_out = channels, width
+    for level in range(_levels(size)):
+        layers.append(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=bias))
+        if level > 0:  # DCGAN: no normalisation on the first block
+            layers.append(_norm(norm, c_out, bias))
+        layers.append(nn.LeakyReLU(0.2))
+        if dropout:
+            layers.append(nn.Dropout2d(dropout))
+        c_in, c_out = c_out, c_out * 2
+    layers.append(nn.Conv2d(c_in, code, 4, 1, 0, bias=bias))
+    return nn.Sequential(*layers)
+
+
+def conv_decoder(channels: int, size: int, width: int, code: int, *, norm: str = "batch",
+                 bias: bool = True) -> nn.Sequential:
+    """(N, code, 1, 1) -> (N, channels, size, size) in [-1, 1] (tanh): the encoder's mirror."""
+    levels = _levels(size)
+    c = width * 2 ** (levels - 1)
+    layers: list[nn.Module] = [nn.ConvTranspose2d(code, c, 4, 1, 0, bias=bias), _norm(norm, c, bias), nn.ReLU()]
+    for _ in range(levels - 1):
+        layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=bias), _norm(norm, c // 2, bias), nn.ReLU()]
+        c //= 2
+    layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1, bias=bias), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+class ConvClassifier(nn.Module):
+    """A conv encoder to `width_code` features, then a linear layer to `n_classes` logits."""
+
+    def __init__(self, channels: int, size: int, width: int, n_classes: int, *, code: int = 128,
+                 norm: str = "batch", bias: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.features = conv_encoder(channels, size, width, code, norm=norm, bias=bias, dropout=dropout)
+        self.head = nn.Linear(code, n_classes, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.features(x).flatten(1)))
+
+
+class ConvAutoencoder(nn.Module):
+    """conv_encoder -> code -> conv_decoder; `encode` gives the code (N, code)."""
+
+    def __init__(self, channels: int, size: int, width: int, code: int, *, norm: str = "batch",
+                 bias: bool = True):
+        super().__init__()
+        self.encoder = conv_encoder(channels, size, width, code, norm=norm, bias=bias)
+        self.decoder = conv_decoder(channels, size, width, code, norm=norm, bias=bias)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class DenseAutoencoder(nn.Module):
+    """The tech report's simple two-layer autoencoder: pixels -> `hidden` units -> pixels.
+
+    Encoder: one linear layer and a sigmoid; decoder: one linear layer and tanh (images in [-1, 1]).
+    """
+
+    def __init__(self, shape: tuple[int, int, int], hidden: int):
+        super().__init__()
+        self.shape, n = tuple(shape), math.prod(shape)
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(n, hidden), nn.Sigmoid())
+        self.decoder = nn.Sequential(nn.Linear(hidden, n), nn.Tanh())
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x)).view(len(x), *self.shape)
+
+
+class ConvVAE(nn.Module):
+    """Variational autoencoder: the encoder gives the posterior's mean and log-variance (each
+    `code`-dim), the decoder maps a code to an image in [-1, 1]."""
+
+    def __init__(self, channels: int, size: int, width: int, code: int, *, norm: str = "batch"):
+        super().__init__()
+        self.encoder = conv_encoder(channels, size, width, 2 * code, norm=norm)
+        self.decoder = conv_decoder(channels, size, width, code, norm=norm)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(x).flatten(1).chunk(2, dim=1)
+        return mu, logvar.clamp(-10, 10)  # bounded: exp(logvar) never overflows
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z[:, :, None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x)[0])
+
+
+class SVDDNet(nn.Module):
+    """Deep SVDD's network (Ruff et al. 2018): a bias-free conv encoder (BatchNorm without affine
+    parameters) to a `code`-dim feature, a mirrored decoder for autoencoder pre-training, and the
+    hypersphere's centre and radius as buffers (saved with the weights)."""
+
+    def __init__(self, channels: int, size: int, width: int, code: int):
+        super().__init__()
+        self.encoder = conv_encoder(channels, size, width, code, norm="batch", bias=False)
+        self.decoder = conv_decoder(channels, size, width, code, norm="batch", bias=False)
+        self.register_buffer("center", torch.zeros(code))
+        self.register_buffer("radius", torch.zeros(()))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))

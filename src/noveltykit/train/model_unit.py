@@ -1,0 +1,56 @@
+"""One model trained by Adam on one loss, as a unit of the shared loop (autoencoders, VAEs, Deep
+SVDD, classifiers): the unit for every trained detector that is not a GAN.
+
+The detector hands over `loss(x) -> (loss, {term: value})` and `val_loss(x_val) -> float`; the
+unit keeps a seeded generator for the loss's own randomness (input noise, posterior samples,
+random projections), saved with its state so that a resume draws the same numbers.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+LossFn = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+class ModelUnit:
+    def __init__(self, model: nn.Module, loss: LossFn, val_loss: Callable[[torch.Tensor], float],
+                 loss_names: tuple[str, ...], *, lr: float, weight_decay: float = 0.0, seed: int = 0,
+                 on_epoch: Callable[[int], dict] | None = None):
+        self.model, self.loss, self.val_loss, self.loss_names = model, loss, val_loss, ("loss", *loss_names)
+        self.opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.on_epoch = on_epoch  # e.g. a phase change (Deep SVDD's centre after pre-training)
+
+    def begin_epoch(self, epoch: int) -> dict:
+        self.model.train()
+        return self.on_epoch(epoch) if self.on_epoch is not None else {}
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        loss, terms = self.loss(x, self.generator)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return torch.stack([loss, *(terms[n] for n in self.loss_names[1:])]).detach()
+
+    def sync(self, losses: torch.Tensor) -> None:
+        pass
+
+    def end_epoch(self, x_val: torch.Tensor) -> dict:
+        self.model.eval()
+        with torch.no_grad():
+            return {"val_loss": float(self.val_loss(x_val))}
+
+    def scoring_module(self) -> nn.Module:
+        return self.model
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def load_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.generator.set_state(state["generator"])
