@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..nets.conv import SVDDNet
+from .autoencoders import CPU_EPOCHS
 from .registry import register
 from .torch_base import SCORE_BATCH, TorchDetector, reconstruction_error
 
@@ -31,7 +32,7 @@ class DeepSVDDDetector(TorchDetector):
     loss_names = ()
 
     def __init__(self, width: int = 16, code: int = 32, objective: str = "one-class", nu: float = 0.1,
-                 pretrain_epochs: int = 5, eps: float = 0.1, bias: bool = False, epochs: int = 15,
+                 pretrain_epochs: int = 10, eps: float = 0.1, bias: bool = False, epochs: int = CPU_EPOCHS,
                  lr: float = 1e-3, weight_decay: float = 1e-6, **base):
         if bias:
             raise ValueError("deep-svdd: a network with bias terms can map every image to the centre "

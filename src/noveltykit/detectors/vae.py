@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..nets.conv import NORMS, ConvVAE
+from .autoencoders import CPU_EPOCHS
 from .registry import register
 from .torch_base import TorchDetector, reconstruction_error
 
@@ -35,7 +36,7 @@ class VAEDetector(TorchDetector):
     loss_names = ("recon", "kl")
 
     def __init__(self, width: int = 16, code: int = 16, norm: str = "batch", beta: float = 1.0,
-                 score: str = "recon", samples: int = 8, epochs: int = 10, lr: float = 1e-3, **base):
+                 score: str = "recon", samples: int = 8, epochs: int = CPU_EPOCHS, lr: float = 1e-3, **base):
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
         if norm not in NORMS or int(samples) < 1 or float(beta) < 0:
