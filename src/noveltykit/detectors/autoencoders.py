@@ -15,7 +15,7 @@ import torch
 from ..data.transforms import gaussian_noise
 from ..nets.conv import NORMS, ConvAutoencoder, DenseAutoencoder
 from .registry import register
-from .torch_base import TorchDetector, reconstruction_error
+from .torch_base import TrainedDetector, reconstruction_error
 
 LOSSES = ("mse", "l1")
 # The CPU budget, fixed before any benchmark ran: about 3 s an epoch for the conv nets on one MNIST
@@ -23,7 +23,7 @@ LOSSES = ("mse", "l1")
 CPU_EPOCHS = 30
 
 
-class _Reconstruction(TorchDetector):
+class _Reconstruction(TrainedDetector):
     """Shared by the family: the loss and the score are the reconstruction error. Ignores `y`."""
 
     loss_names = ()

@@ -19,13 +19,13 @@ import torch
 from ..nets.conv import SVDDNet
 from .autoencoders import CPU_EPOCHS
 from .registry import register
-from .torch_base import SCORE_BATCH, TorchDetector, reconstruction_error
+from .torch_base import SCORE_BATCH, TrainedDetector, reconstruction_error
 
 OBJECTIVES = ("one-class", "soft-boundary")
 
 
 @register
-class DeepSVDDDetector(TorchDetector):
+class DeepSVDDDetector(TrainedDetector):
     """Deep SVDD, one-class or soft-boundary, with autoencoder pre-training. Ignores `y`."""
 
     name = "deep-svdd"

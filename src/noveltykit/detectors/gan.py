@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..train.gan import (TRAINING_CODE_VERSION, GANConfig, ScoreModule, build_networks, resolve_config,
-                         score_batches, train_gan)
-from .base import CONFIG_FILE, Detector, as_image_tensor
+from ..train.gan import (TRAINING_CODE_VERSION, GANConfig, ScoreModule, build_networks, image_error,
+                         latent_error, resolve_config, train_gan)
+from .base import CONFIG_FILE
+from .torch_base import TorchDetector
 from .registry import register
 
 # Config fields that the data or the detector decide, not the user.
@@ -25,7 +26,7 @@ _DERIVED = {"variant", "channels", "seed", "device"}  # device: from the RunCont
 GAN_PARAMS = [f.name for f in dataclasses.fields(GANConfig) if f.name not in _DERIVED]
 
 
-class _GANDetector(Detector):
+class _GANDetector(TorchDetector):
     """Parameters: a hyper-parameter `preset`, a training `budget`, and any GANConfig field to
     override them (None = from the preset or budget); the resolved config is saved when fitted."""
 
@@ -58,45 +59,32 @@ class _GANDetector(Detector):
         cfg = self.config(channels=x.shape[1])
         ctx = self.context
         result = train_gan(cfg, x, x_val, checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume,
-                           progress=ctx.progress, on_epoch_end=self._diagnostic_monitor(cfg))
+                           progress=ctx.progress, on_epoch_end=self._monitor())
         self.generator_, self.discriminator_ = result.generator.cpu(), result.discriminator.cpu()
         self.history_, self.selected_epoch_ = result.history, result.selected_epoch
         self.train_fingerprint_ = fingerprint(x)
 
-    def _diagnostic_monitor(self, cfg):
-        """The training loop's monitor when the context has one: it gets a scorer of each epoch's
-        generator (diagnostics only)."""
-        if self.context.monitor is None:
-            return None
-        return lambda epoch, g: self.context.monitor(
-            lambda X: score_batches(g, as_image_tensor(X), cfg.score_kind, device=cfg.device))
+    def _score_batch(self, g, x):
+        out = g(x)
+        return latent_error(out) if self.config(x.shape[1]).score_kind == "latent" else image_error(x, out)
 
-    def fit_report(self) -> dict:
-        return {"history": self.history_, "selected_epoch": self.selected_epoch_}
+    def _build_modules(self, shape):
+        g, d = build_networks(self.config(channels=shape[0]))
+        return {"g": g, "d": d}
 
-    def _score(self, x) -> np.ndarray:
-        cfg = self.config(x.shape[1])
-        # A context that names a GPU this machine lacks (e.g. a model moved here) scores on the CPU.
-        dev = cfg.device if cfg.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
-        self.generator_.to(dev)
-        return score_batches(self.generator_, x, cfg.score_kind, device=dev)
+    def _modules(self):
+        return {"g": self.generator_, "d": self.discriminator_}
 
-    def _state(self):
-        return {**{f"g.{k}": v for k, v in self.generator_.state_dict().items()},
-                **{f"d.{k}": v for k, v in self.discriminator_.state_dict().items()}}
+    def _set_modules(self, modules):
+        self.generator_, self.discriminator_ = modules["g"], modules["d"]
 
     def _info(self) -> dict:
         config = dataclasses.asdict(self.config(self.input_shape_[0]))
         config.pop("device")  # where it ran is not what it is
-        return {"config": config, "history": self.history_, "selected_epoch": self.selected_epoch_,
-                "train_fingerprint": self.train_fingerprint_}
+        return {**super()._info(), "config": config, "train_fingerprint": self.train_fingerprint_}
 
     def _load_state(self, tensors, info):
-        g, d = build_networks(self.config(channels=self.input_shape_[0]))
-        g.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("g.")})
-        d.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("d.")})
-        self.generator_, self.discriminator_ = g.eval(), d.eval()
-        self.history_, self.selected_epoch_ = info.get("history", []), info.get("selected_epoch", 0)
+        super()._load_state(tensors, info)
         self.train_fingerprint_ = info.get("train_fingerprint")
 
     def scoring_module(self) -> torch.nn.Module:

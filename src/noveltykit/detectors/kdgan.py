@@ -99,7 +99,7 @@ class KDGANDetector(_GANDetector):
         result = train_distill(
             self.distill_config(), student_cfg, teacher_cfg, teacher.generator_, teacher.discriminator_,
             x, x_val, checkpoint_dir=Path(ctx.checkpoint_dir) / "distill" if ctx.checkpoint_dir else None,
-            resume=ctx.resume, progress=ctx.progress, on_epoch_end=self._diagnostic_monitor(student_cfg))
+            resume=ctx.resume, progress=ctx.progress, on_epoch_end=self._monitor())
         self.generator_, self.discriminator_ = result.student.cpu(), result.student_discriminator.cpu()
         self.history_, self.selected_epoch_ = result.history, result.selected_epoch
         self.train_fingerprint_ = fingerprint(x)

@@ -1,11 +1,16 @@
-"""The base of every detector whose model is one `nn.Module` trained by the shared loop.
+"""The base of every detector whose model is made of `nn.Module`s, and the base of those trained
+as one module by the shared loop.
 
-A subclass writes what is its own, on one screen: the network (`_build`), the training loss
-(`_loss`) and the per-image score (`_score_batch`, higher = more novel). This base does the rest
-once: seeding, the loop with the RunContext's checkpoints, progress and monitor, the normal-only
-validation loss (the mean score of the validation images, unless `_val_loss` says otherwise),
-eval-mode batched scoring on the context's device (the CPU where that GPU is missing), state
-naming for safetensors, and the history and selected epoch of the fit.
+`TorchDetector` does what every torch detector needs, once: modules saved under their names
+(`_modules`, `_build_modules`), the history and selected epoch of the fit, eval-mode batched
+scoring (an image's score never depends on its batch), the RunContext's device with the CPU as
+fallback where that GPU is missing. The GAN detectors build on it with their own training.
+
+`TrainedDetector` adds training one module with the shared loop (`train.loop`, `ModelUnit`): a
+subclass writes only what is its own, on one screen: the network (`_build`), the training loss
+(`_loss`) and the per-image score (`_score_batch`, higher = more novel). The normal-only
+validation loss that selection and early stopping read is the mean validation score, unless
+`_val_loss` says otherwise.
 """
 from __future__ import annotations
 
@@ -21,6 +26,73 @@ SCORE_BATCH = 512
 
 
 class TorchDetector(Detector):
+    history_: list[dict]
+    selected_epoch_: int
+
+    def _build_modules(self, shape: tuple[int, int, int]) -> dict[str, nn.Module]:
+        """Fresh modules by name, for a model of images of `shape` (what `load` fills)."""
+        raise NotImplementedError
+
+    def _modules(self) -> dict[str, nn.Module]:
+        """The fitted modules by name (their state is saved as `name.key`)."""
+        raise NotImplementedError
+
+    def _set_modules(self, modules: dict[str, nn.Module]) -> None:
+        raise NotImplementedError
+
+    def _score_batch(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """(N,) novelty scores of one batch, computed by the scoring module."""
+        raise NotImplementedError
+
+    def scorer(self) -> nn.Module:
+        """The fitted module that scores."""
+        return next(iter(self._modules().values()))
+
+    def device(self) -> str:
+        dev = self.context.torch_device
+        return dev if not dev.startswith("cuda") or torch.cuda.is_available() else "cpu"
+
+    @torch.no_grad()
+    def _scores(self, module: nn.Module, x: torch.Tensor) -> np.ndarray:
+        """Per-image scores in eval mode, batched, on the module's device."""
+        was_training = module.training
+        module.eval()
+        dev = next(module.parameters()).device
+        parts = [self._score_batch(module, x[i:i + SCORE_BATCH].to(dev)).double().cpu()
+                 for i in range(0, len(x), SCORE_BATCH)]
+        module.train(was_training)
+        return torch.cat(parts).numpy()
+
+    def _monitor(self):
+        """The training loop's monitor when the context has one: it scores with each epoch's module."""
+        if self.context.monitor is None:
+            return None
+        return lambda epoch, module: self.context.monitor(lambda X: self._scores(module, as_image_tensor(X)))
+
+    def _score(self, x) -> np.ndarray:
+        module = self.scorer().to(self.device())
+        return self._scores(module, x)
+
+    def fit_report(self) -> dict:
+        return {"history": self.history_, "selected_epoch": self.selected_epoch_}
+
+    def _state(self):
+        return {f"{name}.{k}": v for name, m in self._modules().items() for k, v in m.state_dict().items()}
+
+    def _info(self) -> dict:
+        return {"history": self.history_, "selected_epoch": self.selected_epoch_}
+
+    def _load_state(self, tensors, info):
+        modules = self._build_modules(tuple(self.input_shape_))
+        for name, module in modules.items():
+            prefix = f"{name}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            module.eval()
+        self._set_modules(modules)
+        self.history_, self.selected_epoch_ = info.get("history", []), info.get("selected_epoch", 0)
+
+
+class TrainedDetector(TorchDetector):
     loss_names: tuple[str, ...] = ()  # the terms `_loss` returns beside the total, for the history
 
     def __init__(self, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
@@ -41,9 +113,6 @@ class TorchDetector(Detector):
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
-    def _score_batch(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
     def _val_loss(self, model: nn.Module, x_val: torch.Tensor) -> float:
         """The normal-validation loss that selection and early stopping read: the mean score."""
         return float(self._scores(model, x_val).mean())
@@ -57,10 +126,6 @@ class TorchDetector(Detector):
         return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, seed=self.random_state,
                           select=self.select, patience=self.patience, min_delta=self.min_delta)
 
-    def device(self) -> str:
-        dev = self.context.torch_device
-        return dev if not dev.startswith("cuda") or torch.cuda.is_available() else "cpu"
-
     def _fit(self, x, x_val, y=None):
         torch.manual_seed(self.random_state)  # network initialisation
         dev = self.device()
@@ -70,46 +135,22 @@ class TorchDetector(Detector):
                          lambda xv: self._val_loss(model, xv), self.loss_names, lr=self.lr,
                          weight_decay=self.weight_decay, seed=self.random_state,
                          on_epoch=lambda epoch: self._on_epoch(model, x, epoch))
-        monitor = None
-        if self.context.monitor is not None:
-            monitor = lambda epoch, m: self.context.monitor(lambda X: self._scores(m, as_image_tensor(X)))
         ctx = self.context
         result = train_loop(unit, self.loop_config(), x, x_val,
                             config={"detector": self.name, "params": self.get_params(), "shape": list(x.shape[1:])},
                             checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume, progress=ctx.progress,
-                            monitor=monitor, name=self.name)
+                            monitor=self._monitor(), name=self.name)
         self.model_ = model.cpu().eval()
         self.history_, self.selected_epoch_ = result.history, result.selected_epoch
 
-    @torch.no_grad()
-    def _scores(self, model: nn.Module, x: torch.Tensor) -> np.ndarray:
-        """Per-image scores in eval mode, batched: an image's score never depends on its batch."""
-        was_training = model.training
-        model.eval()
-        dev = next(model.parameters()).device
-        parts = [self._score_batch(model, x[i:i + SCORE_BATCH].to(dev)).double().cpu()
-                 for i in range(0, len(x), SCORE_BATCH)]
-        model.train(was_training)
-        return torch.cat(parts).numpy()
+    def _build_modules(self, shape):
+        return {"model": self._build(shape)}
 
-    def _score(self, x) -> np.ndarray:
-        self.model_.to(self.device())
-        return self._scores(self.model_, x)
+    def _modules(self):
+        return {"model": self.model_}
 
-    def fit_report(self) -> dict:
-        return {"history": self.history_, "selected_epoch": self.selected_epoch_}
-
-    def _state(self):
-        return {f"model.{k}": v for k, v in self.model_.state_dict().items()}
-
-    def _info(self) -> dict:
-        return {"history": self.history_, "selected_epoch": self.selected_epoch_}
-
-    def _load_state(self, tensors, info):
-        model = self._build(tuple(self.input_shape_))
-        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-        self.model_ = model.eval()
-        self.history_, self.selected_epoch_ = info.get("history", []), info.get("selected_epoch", 0)
+    def _set_modules(self, modules):
+        self.model_ = modules["model"]
 
 
 def per_image(err: torch.Tensor) -> torch.Tensor:

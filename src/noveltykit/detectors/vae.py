@@ -14,7 +14,7 @@ import torch
 from ..nets.conv import NORMS, ConvVAE
 from .autoencoders import CPU_EPOCHS
 from .registry import register
-from .torch_base import TorchDetector, reconstruction_error
+from .torch_base import TrainedDetector, reconstruction_error
 
 SCORES = ("recon", "elbo")
 
@@ -29,7 +29,7 @@ def summed_sq_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class VAEDetector(TorchDetector):
+class VAEDetector(TrainedDetector):
     """Convolutional VAE (`width`, `code`); score `recon` or `elbo` (`samples` draws). Ignores `y`."""
 
     name = "vae"
