@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import make_blobs_dataset  # noqa: E402
-from test_conformance import GAN_FAST, KDGAN_FAST  # noqa: E402
+from test_conformance import FAST_PARAMS, GAN_FAST, KDGAN_FAST  # noqa: E402
 
 from noveltykit import detectors  # noqa: E402
 from noveltykit.eval.metrics import auroc  # noqa: E402
@@ -35,6 +35,9 @@ SETTINGS = {  # name -> (detectors, parameters)
     "paper-w4-e10": (GANS, {"width": 4, "epochs": 10, "batch_size": 8, "preset": "paper"}),  # the old one
     "fast": (GANS, GAN_FAST),  # the conformance suite's GAN settings now
     "kdgan-fast": (["kdgan"], KDGAN_FAST),
+    # the reconstruction family and Deep SVDD at the suite's settings (each its own parameters)
+    **{f"{name}-fast": ([name], FAST_PARAMS[name])
+       for name in ("ae", "conv-ae", "dae", "contractive-ae", "vae", "deep-svdd")},
 }
 
 
@@ -44,7 +47,11 @@ def main():
     ap.add_argument("--data-seeds", type=int, default=3)
     ap.add_argument("--init-seeds", type=int, default=3)
     ap.add_argument("--out", help="append the JSON lines to this file too")
+    ap.add_argument("--summarize", nargs="+", metavar="JSONL",
+                    help="print one table of min / mean AUROC per setting and kernel path from these files")
     args = ap.parse_args()
+    if args.summarize:
+        return summarize(args.summarize)
     torch.set_num_threads(1)  # as the test suite runs
     rows = []
     for data_seed in range(args.data_seeds):
@@ -71,6 +78,19 @@ def main():
         for name in SETTINGS[setting][0]:
             a = [r["auroc"] for r in rows if r["setting"] == setting and r["detector"] == name]
             print(f"| {rows[0]['kernels']} | {setting} | {name} | {len(a)} | {min(a):.4f} | {sum(a) / len(a):.4f} |")
+
+
+def summarize(paths: list[str]) -> None:
+    rows = [json.loads(line) for p in paths for line in open(p) if line.strip()]
+    kernels = sorted({r["kernels"] for r in rows}, key=["AVX512", "AVX2", "DEFAULT"].index)
+    print("| setting | detector | " + " | ".join(f"{k} min / mean (runs)" for k in kernels) + " |")
+    print("|---|---|" + "---|" * len(kernels))
+    for setting, detector in dict.fromkeys((r["setting"], r["detector"]) for r in rows):
+        cells = []
+        for k in kernels:
+            a = [r["auroc"] for r in rows if (r["setting"], r["detector"], r["kernels"]) == (setting, detector, k)]
+            cells.append(f"{min(a):.4f} / {sum(a) / len(a):.4f} ({len(a)})" if a else "-")
+        print(f"| {setting} | {detector} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
