@@ -107,3 +107,16 @@ def test_profile_gives_compression_ratios(capsys):
     assert main(["profile", "--method", "ede-gan", "--width", "2", "--channels", "1"]) == 0
     generator = capsys.readouterr().out.splitlines()[1]
     assert "0.1004M params" in generator and "50.97x params, 315.43x MACs" in generator
+
+
+def test_report_keeps_only_the_classes_asked_for(tmp_path, capsys):
+    from noveltykit.eval.bench import BenchConfig, run_benchmark
+
+    from conftest import make_blobs_dataset
+
+    run_benchmark(BenchConfig(dataset="blobs", methods=["knn"], seeds=[0, 1], out=str(tmp_path), plots=False),
+                  dataset=make_blobs_dataset(), progress=False)
+    capsys.readouterr()
+    assert main(["report", str(tmp_path), "--classes", "0,2"]) == 0
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["0 c0", "2 c2", "**MEAN**"]

@@ -104,11 +104,13 @@ def cmd_report(args) -> int:
         found = load_results(Path(run) / "results.json")
         if not found:
             raise ValueError(f"{run}: no results.json with results")
-        if len(args.run) == 1 and args.seeds is None:
+        if len(args.run) == 1 and args.seeds is None and args.classes is None:
             write_report(run, found)  # a single folder's own report is rebuilt too
         results += found
     if args.seeds is not None:
         results = [r for r in results if r["seed"] in args.seeds]
+    if args.classes is not None:
+        results = [r for r in results if r["class"] in args.classes]
     if args.methods is not None:  # these columns, in this order
         missing = set(args.methods) - {r["method"] for r in results}
         if missing:
@@ -178,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "also rebuild its table.md and report.md)")
     rep.add_argument("run", nargs="+", help="folders written by `noveltykit bench` (same dataset and protocol)")
     rep.add_argument("--seeds", type=_int_list, help="only these seeds, e.g. 0")
+    rep.add_argument("--classes", type=_int_list, help="only these class indices, e.g. 2,3,8")
     rep.add_argument("--methods", nargs="+", help="only these method labels, as columns in this order")
     rep.add_argument("--metric", default="auroc", choices=["auroc", "aupr", "fpr95", "prec_at_n", "auroc_val"],
                      help="auroc_val: AUROC of the epoch with the lowest normal-validation loss "
