@@ -11,7 +11,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .. import __version__
