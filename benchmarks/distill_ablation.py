@@ -10,6 +10,9 @@ train it there. Writes one JSON line per run.
 
     python benchmarks/distill_ablation.py --dataset mnist --classes 0,1 --teachers runs/kd-mnist/teachers \
         --variant ede-gan:width=2,epochs=16 --variant kdgan:structure=2,width=2,epochs=8,lr=0.002
+
+Any registered detector is a variant, so the same split judges other families' choices too, e.g.
+`--variant deep-svdd --variant deep-svdd:lr=0.0001`.
 """
 from __future__ import annotations
 
@@ -22,8 +25,14 @@ from gan_ablation import dev_split  # same folder: the same development split
 from noveltykit.data import load_dataset
 from noveltykit.detectors import make
 from noveltykit.detectors.context import RunContext
+from noveltykit.detectors.gan import _GANDetector
 from noveltykit.eval.methods import MethodSpec
 from noveltykit.eval.metrics import auroc
+
+
+def resolved_lr(detector, channels: int) -> float:
+    """The learning rate a variant trained with (a GAN's comes from its preset unless overridden)."""
+    return detector.config(channels).lr if isinstance(detector, _GANDetector) else detector.lr
 
 
 def main():
@@ -50,7 +59,7 @@ def main():
             t0 = time.perf_counter()
             detector.fit(x, v)
             row = {"dataset": ds.name, "class": cls, "seed": args.seed, "variant": spec.label,
-                   "lr": detector.config(x.shape[1]).lr, "device": detector.context.torch_device,
+                   "lr": resolved_lr(detector, x.shape[1]), "device": detector.context.torch_device,
                    "seconds": time.perf_counter() - t0, "dev_auroc_last": curve[-1],
                    "dev_auroc_curve": curve, "val_loss": [h["val_loss"] for h in detector.history_]}
             for role, other in detector.companions().items():  # the teacher: the bar the student aims at
