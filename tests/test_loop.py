@@ -2,6 +2,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -135,3 +136,45 @@ def test_bad_loop_settings():
     for bad in ({"select": "best"}, {"epochs": 0}, {"patience": -1}):
         with pytest.raises(ValueError):
             LoopConfig(**{"epochs": 2, "batch_size": 4, **bad})
+
+
+def test_moving_average_of_weights_scores_and_resumes(tmp_path):
+    from noveltykit.train.ema import EMA
+
+    live = torch.nn.Linear(2, 1)
+    avg = EMA(live, 0.5)
+    with torch.no_grad():
+        before = avg.module.weight.clone()
+        live.weight.add_(1.0)
+    avg.update()
+    assert torch.allclose(avg.module.weight, before + 0.5)  # halfway, at decay 0.5
+    with pytest.raises(ValueError, match="decay"):
+        EMA(live, 1.0)
+
+
+def test_a_trained_detector_with_an_ema_scores_with_it(tmp_path):
+    from noveltykit import detectors
+    from noveltykit.detectors.context import RunContext
+
+    from conftest import make_blobs_dataset
+
+    ds = make_blobs_dataset(n_train=30, channels=1, size=8)
+    x = ds.train_x[ds.train_y == 0]
+    plain = detectors.make("ae", hidden=8, epochs=3, batch_size=8).fit(x)
+    averaged = detectors.make("ae", hidden=8, epochs=3, batch_size=8, ema_decay=0.9).fit(x)
+    assert not np.allclose(plain.decision_function(ds.test_x), averaged.decision_function(ds.test_x))
+    # a run with an EMA killed in its third epoch resumes to the same weights and scores
+    calls = []
+
+    def dies_in_third_epoch(score):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return {}
+
+    with pytest.raises(KeyboardInterrupt):
+        detectors.make("ae", hidden=8, epochs=3, batch_size=8, ema_decay=0.9).configure(
+            RunContext(checkpoint_dir=tmp_path, monitor=dies_in_third_epoch)).fit(x)
+    resumed = detectors.make("ae", hidden=8, epochs=3, batch_size=8, ema_decay=0.9).configure(
+        RunContext(checkpoint_dir=tmp_path, resume=True)).fit(x)
+    np.testing.assert_array_equal(resumed.decision_function(ds.test_x), averaged.decision_function(ds.test_x))

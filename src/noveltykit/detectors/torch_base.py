@@ -96,9 +96,13 @@ class TrainedDetector(TorchDetector):
     loss_names: tuple[str, ...] = ()  # the terms `_loss` returns beside the total, for the history
 
     def __init__(self, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
-                 select: str = "last", patience: int = 0, min_delta: float = 0.0, **base):
+                 select: str = "last", patience: int = 0, min_delta: float = 0.0, ema_decay: float = 0.0,
+                 **base):
         super().__init__(**base)
         self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        self.ema_decay = float(ema_decay)
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         self.weight_decay, self.select = float(weight_decay), select
         self.patience, self.min_delta = int(patience), float(min_delta)
         self.loop_config()  # check the settings now
@@ -132,15 +136,15 @@ class TrainedDetector(TorchDetector):
         model = self._build(tuple(int(s) for s in x.shape[1:])).to(dev)
         x = x.to(dev)
         unit = ModelUnit(model, lambda xb, g: self._loss(model, xb, g),
-                         lambda xv: self._val_loss(model, xv), self.loss_names, lr=self.lr,
-                         weight_decay=self.weight_decay, seed=self.random_state,
+                         lambda xv: self._val_loss(unit.scoring_module(), xv), self.loss_names, lr=self.lr,
+                         weight_decay=self.weight_decay, seed=self.random_state, ema_decay=self.ema_decay,
                          on_epoch=lambda epoch: self._on_epoch(model, x, epoch))
         ctx = self.context
         result = train_loop(unit, self.loop_config(), x, x_val,
                             config={"detector": self.name, "params": self.get_params(), "shape": list(x.shape[1:])},
                             checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume, progress=ctx.progress,
                             monitor=self._monitor(), name=self.name)
-        self.model_ = model.cpu().eval()
+        self.model_ = unit.scoring_module().cpu().eval()  # the moving average, when there is one
         self.history_, self.selected_epoch_ = result.history, result.selected_epoch
 
     def _build_modules(self, shape):

@@ -4,11 +4,11 @@ by side with the same two calls per step: `losses(x)` then `update(loss_g, loss_
 """
 from __future__ import annotations
 
-import copy
 
 import torch
 
 from ..nets.dcgan import Discriminator, Generator, GeneratorOutput, init_weights
+from .ema import EMA
 from .precision import use_bf16
 from .stabilisers import add_spectral_norm, clip_gradients, discriminator_bce
 
@@ -49,16 +49,12 @@ class GAN:
         self.g, self.d = g.to(device).requires_grad_(True), d.to(device).requires_grad_(True)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        self.ema = copy.deepcopy(self.g).eval().requires_grad_(False) if cfg.ema_decay else None
-        # (EMA tensor, live tensor) pairs, built once: both share storage with the modules, which
-        # the optimiser and load_state_dict update in place.
-        self._ema_pairs = (list(zip(self.ema.state_dict().values(), self.g.state_dict().values()))
-                           if self.ema is not None else [])
+        self.ema = EMA(self.g, cfg.ema_decay) if cfg.ema_decay else None
 
     @property
     def scoring(self) -> Generator:
         """The generator that scores: the moving average when there is one."""
-        return self.ema if self.ema is not None else self.g
+        return self.ema.module if self.ema is not None else self.g
 
     def train(self) -> None:
         self.g.train()
@@ -97,10 +93,7 @@ class GAN:
             clip_gradients(self.d, self.cfg.grad_clip)
             self.opt_d.step()
         if self.ema is not None and loss_g is not None:
-            with torch.no_grad():
-                decay = self.cfg.ema_decay
-                for pe, p in self._ema_pairs:
-                    pe.lerp_(p, 1 - decay) if pe.is_floating_point() else pe.copy_(p)
+            self.ema.update()
 
     def reinit_d_if_collapsed(self, loss_d: float) -> bool:
         """GANomaly's cure for a discriminator that has won outright: start it afresh."""
@@ -113,7 +106,7 @@ class GAN:
         state = {"g": self.g.state_dict(), "d": self.d.state_dict(), "opt_g": self.opt_g.state_dict(),
                  "opt_d": self.opt_d.state_dict()}
         if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
+            state["ema"] = self.ema.module.state_dict()
         return state
 
     def load_state(self, state: dict) -> None:
@@ -122,4 +115,4 @@ class GAN:
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
+            self.ema.module.load_state_dict(state["ema"])

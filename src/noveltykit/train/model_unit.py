@@ -12,15 +12,19 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .ema import EMA
+
 LossFn = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 class ModelUnit:
     def __init__(self, model: nn.Module, loss: LossFn, val_loss: Callable[[torch.Tensor], float],
                  loss_names: tuple[str, ...], *, lr: float, weight_decay: float = 0.0, seed: int = 0,
-                 on_epoch: Callable[[int], dict] | None = None):
+                 ema_decay: float = 0.0, on_epoch: Callable[[int], dict] | None = None):
         self.model, self.loss, self.val_loss, self.loss_names = model, loss, val_loss, ("loss", *loss_names)
         self.opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        # a moving average of the weights scores, when asked for; buffers follow the live model
+        self.ema = EMA(model, ema_decay, average_buffers=False) if ema_decay else None
         self.generator = torch.Generator().manual_seed(seed)
         self.on_epoch = on_epoch  # e.g. a phase change (Deep SVDD's centre after pre-training)
 
@@ -33,6 +37,8 @@ class ModelUnit:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self.ema is not None:
+            self.ema.update()
         return torch.stack([loss, *(terms[n] for n in self.loss_names[1:])]).detach()
 
     def sync(self, losses: torch.Tensor) -> None:
@@ -44,13 +50,18 @@ class ModelUnit:
             return {"val_loss": float(self.val_loss(x_val))}
 
     def scoring_module(self) -> nn.Module:
-        return self.model
+        return self.ema.module if self.ema is not None else self.model
 
     def state(self) -> dict:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "generator": self.generator.get_state()}
+        state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                 "generator": self.generator.get_state()}
+        if self.ema is not None:
+            state["ema"] = self.ema.module.state_dict()
+        return state
 
     def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.generator.set_state(state["generator"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(state["ema"])
