@@ -83,3 +83,15 @@ def test_pca_reconstruction_error_matches_sklearn(data, n_components):
     recon = ref.inverse_transform(ref.transform(flat(test)))
     assert det.components_.shape[0] == ref.n_components_
     np.testing.assert_allclose(det.decision_function(test), ((flat(test) - recon) ** 2).sum(1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("n_components", [5, 0.8])
+def test_pca_with_fewer_images_than_pixels_matches_sklearn(data, n_components):
+    """N < D takes the SVD path instead of the D x D eigenproblem: the same model."""
+    train, val, test, flat = data
+    few = train[:30]  # 30 images of 64 pixels
+    det = detectors.make("pca", n_components=n_components).fit(few, val)
+    ref = PCA(n_components=n_components, svd_solver="full").fit(flat(few))
+    recon = ref.inverse_transform(ref.transform(flat(test)))
+    assert det.components_.shape[0] == ref.n_components_
+    np.testing.assert_allclose(det.decision_function(test), ((flat(test) - recon) ** 2).sum(1), rtol=1e-6)

@@ -28,9 +28,15 @@ class PCADetector(Detector):
         flat = flatten(x).double()
         self.mean_ = flat.mean(0)
         centred = flat - self.mean_
-        # Eigen-decomposition of the D x D covariance: cheap for any N at image sizes of 32x32.
-        evals, evecs = torch.linalg.eigh(centred.T @ centred / max(1, len(flat) - 1))
-        evals, evecs = evals.flip(0).clamp(min=0), evecs.flip(1)
+        dof = max(1, len(flat) - 1)
+        if len(flat) < flat.shape[1]:
+            # fewer images than pixels: the SVD of the N x D data gives the same components and
+            # variances without the D x D eigenproblem (seconds for 3 x 32 x 32 on one core)
+            _, sing, vt = torch.linalg.svd(centred, full_matrices=False)
+            evals, evecs = sing.pow(2) / dof, vt.T
+        else:  # the eigen-decomposition of the D x D covariance (the documented results' path)
+            evals, evecs = torch.linalg.eigh(centred.T @ centred / dof)
+            evals, evecs = evals.flip(0).clamp(min=0), evecs.flip(1)
         if isinstance(self.n_components, float):
             ratio = evals.cumsum(0) / evals.sum()
             n = int(torch.searchsorted(ratio, torch.tensor(self.n_components, dtype=ratio.dtype))) + 1
