@@ -11,6 +11,10 @@ every kind of student) run with it. The rule is written before the runs, so the 
 
     python benchmarks/dev_choice.py runs/dev-fashion-mnist.jsonl
     python benchmarks/dev_choice.py runs/dev-budget.jsonl --by variant --alone
+    python benchmarks/dev_choice.py runs/dsvdd-dev-mnist.jsonl runs/dsvdd-dev-cifar10-jpeg.jsonl --by variant
+
+Several files pool their runs; `--by variant` may pool datasets (one default for all of them),
+`--by lr` may not (a learning rate is chosen per dataset).
 """
 from __future__ import annotations
 
@@ -50,13 +54,13 @@ def alone_spec(kdgan_label: str) -> str:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("jsonl", help="rows written by distill_ablation.py for one dataset and student width")
+    ap.add_argument("jsonl", nargs="+", help="rows written by distill_ablation.py (one dataset for --by lr)")
     ap.add_argument("--by", default="lr", choices=["lr", "variant"])
     ap.add_argument("--alone", action="store_true", help="--by variant: also the student-alone spec")
     args = ap.parse_args()
-    rows = [json.loads(line) for line in open(args.jsonl) if line.strip()]
-    if len({r["dataset"] for r in rows}) != 1:
-        raise SystemExit("give the rows of one dataset")
+    rows = [json.loads(line) for path in args.jsonl for line in open(path) if line.strip()]
+    if args.by == "lr" and len({r["dataset"] for r in rows}) != 1:
+        raise SystemExit("--by lr: give the rows of one dataset")
     best, means = choose(rows, args.by)
     for k, m in means.items():
         print(f"# {k}: mean dev AUROC {m:.4f} over {sum(r[args.by] == k for r in rows)} runs")

@@ -44,3 +44,18 @@ def test_variants_tie_to_the_first_listed_and_the_alone_spec_gets_both_steps_epo
     assert choice.alone_spec("kdgan:structure=p23,width=2,lr=0.002") == "ede-gan:width=2,epochs=16,lr=0.002"
     with pytest.raises(ValueError, match="progressive"):
         choice.alone_spec("kdgan:structure=2,width=1")
+
+
+def test_files_pool_and_only_variants_pool_datasets(tmp_path, monkeypatch, capsys):
+    import json
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text(json.dumps({"dataset": "mnist", "variant": "x", "lr": 0.1, "dev_auroc_last": 0.9}) + "\n"
+                 + json.dumps({"dataset": "mnist", "variant": "y", "lr": 0.2, "dev_auroc_last": 0.8}) + "\n")
+    b.write_text(json.dumps({"dataset": "cifar", "variant": "x", "lr": 0.1, "dev_auroc_last": 0.5}) + "\n"
+                 + json.dumps({"dataset": "cifar", "variant": "y", "lr": 0.2, "dev_auroc_last": 0.7}) + "\n")
+    monkeypatch.setattr("sys.argv", ["dev_choice", str(a), str(b), "--by", "variant"])
+    choice.main()
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "y", "0.75 over both datasets beats 0.70"
+    monkeypatch.setattr("sys.argv", ["dev_choice", str(a), str(b), "--by", "lr"])
+    with pytest.raises(SystemExit, match="one dataset"):
+        choice.main()

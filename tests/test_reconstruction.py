@@ -112,6 +112,53 @@ def test_deep_svdd_pretrains_then_pulls_normal_images_in():
     assert det.model_.center.abs().min() >= 0.1 - 1e-7
 
 
+def test_contrast_norm_is_ruffs_gcn_then_the_training_range():
+    from noveltykit.nets.conv import ContrastNorm
+    x = torch.rand(6, 3, 8, 8) * 2 - 1
+    norm = ContrastNorm(True)
+    g = norm.contrast(x).flatten(1)
+    assert torch.allclose(g.mean(1), torch.zeros(6), atol=1e-6)
+    assert torch.allclose(g.abs().mean(1), torch.ones(6), atol=1e-5)
+    assert torch.allclose(norm.contrast(3 * x + 0.5), norm.contrast(x), atol=1e-5), "contrast-invariant"
+    norm.fit_range(x, batch=4)  # the range over every batch, not the last one
+    y = norm(x)
+    assert y.min().item() == pytest.approx(-1, abs=1e-6) and y.max().item() == pytest.approx(1, abs=1e-6)
+    assert torch.isfinite(norm(torch.zeros(1, 3, 8, 8))).all(), "a flat image"
+    off = ContrastNorm(False)
+    off.fit_range(x)
+    assert torch.equal(off(x), x)
+
+
+def test_deep_svdd_options_contrast_norm_and_fresh_optimizer(tmp_path, monkeypatch):
+    ds = make_blobs_dataset(n_train=40, channels=1, size=32)
+    x = ds.train_x[ds.train_y == 0]
+    kw = dict(width=4, code=8, pretrain_epochs=2, epochs=2, batch_size=8, contrast_norm=True)
+    det = detectors.make("deep-svdd", **kw).fit(x)
+    lo, hi = det.model_.prep.range.tolist()
+    assert lo < -1 and hi > 1, "the range of GCN'd images, from the training images"
+    det.save(tmp_path / "m")
+    again = detectors.load(tmp_path / "m")
+    assert torch.equal(again.model_.prep.range, det.model_.prep.range)
+    np.testing.assert_array_equal(again.decision_function(x), det.decision_function(x))
+    # the fresh optimiser: a new Adam at the first Deep SVDD epoch, so its step count restarts there
+    from noveltykit.train.model_unit import ModelUnit
+    steps = []
+    begin = ModelUnit.begin_epoch
+
+    def spy(unit, epoch):
+        out = begin(unit, epoch)
+        states = list(unit.opt.state.values())
+        steps.append(int(states[0]["step"]) if states else 0)
+        return out
+    monkeypatch.setattr(ModelUnit, "begin_epoch", spy)
+    detectors.make("deep-svdd", **kw, fresh_optimizer=True).fit(x)
+    fresh, steps[:] = steps[:], []
+    detectors.make("deep-svdd", **kw, fresh_optimizer=False).fit(x)
+    per_epoch = fresh[1]
+    assert fresh == [0, per_epoch, 0, per_epoch]
+    assert steps == [0, per_epoch, 2 * per_epoch, 3 * per_epoch]
+
+
 def test_transforms_invert_and_are_seeded():
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
     for k in range(-1, 5):
@@ -139,3 +186,27 @@ def test_conv_builders_are_size_generic(size):
     assert ae(x).shape == x.shape and ae.encode(x).shape == (2, 5)
     with pytest.raises(ValueError, match="power of two"):
         conv_encoder(1, size + 4, 4, 4)
+
+
+@pytest.mark.parametrize("crash_epoch", [2, 3])  # at the fresh optimiser's first epoch, and after it
+def test_deep_svdd_fresh_optimizer_resumes_exactly(tmp_path, monkeypatch, crash_epoch):
+    from noveltykit.detectors.context import RunContext
+    from noveltykit.train.model_unit import ModelUnit
+    ds = make_blobs_dataset(n_train=40, channels=1, size=32)
+    x = ds.train_x[ds.train_y == 0]
+    kw = dict(width=4, code=8, pretrain_epochs=2, epochs=3, batch_size=8, fresh_optimizer=True, contrast_norm=True)
+    whole = detectors.make("deep-svdd", **kw).fit(x)
+
+    begin = ModelUnit.begin_epoch
+
+    def crash(unit, epoch):
+        if epoch == crash_epoch:
+            raise KeyboardInterrupt
+        return begin(unit, epoch)
+    monkeypatch.setattr(ModelUnit, "begin_epoch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        detectors.make("deep-svdd", **kw).configure(RunContext(checkpoint_dir=tmp_path)).fit(x)
+    monkeypatch.setattr(ModelUnit, "begin_epoch", begin)
+    resumed = detectors.make("deep-svdd", **kw).configure(RunContext(checkpoint_dir=tmp_path, resume=True)).fit(x)
+    for (k, a), b in zip(whole.model_.state_dict().items(), resumed.model_.state_dict().values()):
+        assert torch.equal(a, b), k

@@ -10,6 +10,10 @@ Their recipe, and why:
 - one-class objective: mean ||phi(x) - c||^2; score = ||phi(x) - c||^2.
 - `objective="soft-boundary"`: R^2 + (1/nu) mean(max(0, ||phi(x) - c||^2 - R^2)), R set after each
   epoch to the (1 - nu) quantile of the training distances; score = ||phi(x) - c||^2 - R^2.
+- `contrast_norm=True`: their input preprocessing, global contrast normalisation (l1) of each
+  image, then the training images' range mapped onto [-1, 1] (`nets.conv.ContrastNorm`).
+- `fresh_optimizer=True`: a new Adam for the Deep SVDD phase, as their separate pre-training run
+  gives; False keeps the pre-training moments.
 Pre-training epochs record val_loss = inf, so `select="val"` always picks a Deep SVDD epoch.
 """
 from __future__ import annotations
@@ -32,8 +36,9 @@ class DeepSVDDDetector(TrainedDetector):
     loss_names = ()
 
     def __init__(self, width: int = 16, code: int = 32, objective: str = "one-class", nu: float = 0.1,
-                 pretrain_epochs: int = 10, eps: float = 0.1, bias: bool = False, epochs: int = CPU_EPOCHS,
-                 lr: float = 1e-3, weight_decay: float = 1e-6, **base):
+                 pretrain_epochs: int = 10, eps: float = 0.1, bias: bool = False, contrast_norm: bool = False,
+                 fresh_optimizer: bool = False, epochs: int = CPU_EPOCHS, lr: float = 1e-3,
+                 weight_decay: float = 1e-6, **base):
         if bias:
             raise ValueError("deep-svdd: a network with bias terms can map every image to the centre "
                              "(hypersphere collapse, Ruff et al. 2018 §3.3); Deep SVDD needs bias=False")
@@ -43,6 +48,7 @@ class DeepSVDDDetector(TrainedDetector):
             raise ValueError(f"need 0 < nu <= 1, eps > 0, pretrain_epochs >= 0; got {nu}, {eps}, {pretrain_epochs}")
         self.width, self.code, self.objective, self.nu = int(width), int(code), objective, float(nu)
         self.pretrain_epochs, self.eps, self.bias = int(pretrain_epochs), float(eps), bool(bias)
+        self.contrast_norm, self.fresh_optimizer = bool(contrast_norm), bool(fresh_optimizer)
         self._phase = "svdd"
         super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, **base)
 
@@ -53,13 +59,18 @@ class DeepSVDDDetector(TrainedDetector):
         return config
 
     def _build(self, shape):
-        return SVDDNet(shape[0], shape[1], self.width, self.code)
+        return SVDDNet(shape[0], shape[1], self.width, self.code, contrast=self.contrast_norm)
+
+    def _fresh_optimizer_at(self):
+        return self.pretrain_epochs if self.fresh_optimizer and self.pretrain_epochs else None
 
     def _pretraining(self, epoch: int) -> bool:
         return epoch < self.pretrain_epochs
 
     def _on_epoch(self, model, x, epoch):
         self._phase = "pretrain" if self._pretraining(epoch) else "svdd"
+        if epoch == 0:  # the input range, from the training images (a resume loads it)
+            model.prep.fit_range(x)
         if epoch == self.pretrain_epochs:  # pre-training done (or none): place the centre
             model.center.copy_(initial_center(model, x, self.eps))
         elif self.objective == "soft-boundary" and epoch > self.pretrain_epochs:
@@ -71,7 +82,7 @@ class DeepSVDDDetector(TrainedDetector):
 
     def _loss(self, model, x, generator):
         if self._phase == "pretrain":
-            return reconstruction_error(x, model(x), "mse").mean(), {}
+            return reconstruction_error(model.target(x), model(x), "mse").mean(), {}
         d = self.distances(model, x)
         if self.objective == "soft-boundary":
             r2 = model.radius.pow(2)

@@ -125,6 +125,10 @@ class TrainedDetector(TorchDetector):
         """Called at the start of each epoch (e.g. a phase change); fields for its record."""
         return {}
 
+    def _fresh_optimizer_at(self) -> int | None:
+        """The epoch from which training starts over with a new optimiser (none by default)."""
+        return None
+
     # --- the rest, once ---------------------------------------------------------------------------
     def loop_config(self) -> LoopConfig:
         return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, seed=self.random_state,
@@ -138,7 +142,8 @@ class TrainedDetector(TorchDetector):
         unit = ModelUnit(model, lambda xb, g: self._loss(model, xb, g),
                          lambda xv: self._val_loss(unit.scoring_module(), xv), self.loss_names, lr=self.lr,
                          weight_decay=self.weight_decay, seed=self.random_state, ema_decay=self.ema_decay,
-                         on_epoch=lambda epoch: self._on_epoch(model, x, epoch))
+                         on_epoch=lambda epoch: self._on_epoch(model, x, epoch),
+                         fresh_optimizer_at=self._fresh_optimizer_at())
         ctx = self.context
         result = train_loop(unit, self.loop_config(), x, x_val,
                             config={"detector": self.name, "params": self.get_params(), "shape": list(x.shape[1:])},

@@ -131,20 +131,60 @@ class ConvVAE(nn.Module):
         return self.decode(self.encode(x)[0])
 
 
+class ContrastNorm(nn.Module):
+    """Ruff et al.'s input preprocessing for Deep SVDD: global contrast normalisation of each image
+    (subtract its mean, divide by its mean absolute deviation: the l1 version), then the affine map
+    that takes the training images' range onto [-1, 1] (`fit_range`, on training images only).
+    `enabled=False` is the identity. The range is a buffer, saved with the weights."""
+
+    def __init__(self, enabled: bool):
+        super().__init__()
+        self.enabled = bool(enabled)
+        self.register_buffer("range", torch.tensor([-1.0, 1.0]))
+
+    @staticmethod
+    def contrast(x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        centred = flat - flat.mean(1, keepdim=True)
+        scale = centred.abs().mean(1, keepdim=True).clamp_min(1e-8)  # a flat image stays at 0
+        return (centred / scale).view_as(x)
+
+    @torch.no_grad()
+    def fit_range(self, x: torch.Tensor, batch: int = 4096) -> None:
+        if not self.enabled:
+            return
+        parts = [self.contrast(x[i:i + batch]) for i in range(0, len(x), batch)]
+        lo = min(float(p.min()) for p in parts)
+        hi = max(float(p.max()) for p in parts)
+        self.range.copy_(torch.tensor([lo, max(hi, lo + 1e-8)]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        lo, hi = self.range[0], self.range[1]
+        return (self.contrast(x) - lo) / (hi - lo) * 2 - 1
+
+
 class SVDDNet(nn.Module):
     """Deep SVDD's network (Ruff et al. 2018): a bias-free conv encoder (BatchNorm without affine
     parameters) to a `code`-dim feature, a mirrored decoder for autoencoder pre-training, and the
-    hypersphere's centre and radius as buffers (saved with the weights)."""
+    hypersphere's centre and radius as buffers (saved with the weights). With `contrast=True` the
+    input first goes through `ContrastNorm`; the decoder then reconstructs that normalised image
+    (`target`)."""
 
-    def __init__(self, channels: int, size: int, width: int, code: int):
+    def __init__(self, channels: int, size: int, width: int, code: int, contrast: bool = False):
         super().__init__()
+        self.prep = ContrastNorm(contrast)
         self.encoder = conv_encoder(channels, size, width, code, norm="batch", bias=False)
         self.decoder = conv_decoder(channels, size, width, code, norm="batch", bias=False)
         self.register_buffer("center", torch.zeros(code))
         self.register_buffer("radius", torch.zeros(()))
 
+    def target(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prep(x)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x).flatten(1)
+        return self.encoder(self.prep(x)).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        return self.decoder(self.encoder(self.prep(x)))

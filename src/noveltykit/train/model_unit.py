@@ -20,16 +20,25 @@ LossFn = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, dict[str,
 class ModelUnit:
     def __init__(self, model: nn.Module, loss: LossFn, val_loss: Callable[[torch.Tensor], float],
                  loss_names: tuple[str, ...], *, lr: float, weight_decay: float = 0.0, seed: int = 0,
-                 ema_decay: float = 0.0, on_epoch: Callable[[int], dict] | None = None):
+                 ema_decay: float = 0.0, on_epoch: Callable[[int], dict] | None = None,
+                 fresh_optimizer_at: int | None = None):
         self.model, self.loss, self.val_loss, self.loss_names = model, loss, val_loss, ("loss", *loss_names)
-        self.opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        self.lr, self.weight_decay = lr, weight_decay
+        self.opt = self._new_optimizer()
+        # a new Adam (no moments) from this epoch on, e.g. Deep SVDD after its pre-training phase
+        self.fresh_optimizer_at = fresh_optimizer_at
         # a moving average of the weights scores, when asked for; buffers follow the live model
         self.ema = EMA(model, ema_decay, average_buffers=False) if ema_decay else None
         self.generator = torch.Generator().manual_seed(seed)
         self.on_epoch = on_epoch  # e.g. a phase change (Deep SVDD's centre after pre-training)
 
+    def _new_optimizer(self) -> torch.optim.Adam:
+        return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
     def begin_epoch(self, epoch: int) -> dict:
         self.model.train()
+        if epoch == self.fresh_optimizer_at:  # before the epoch's steps; a resume past it loads its state
+            self.opt = self._new_optimizer()
         return self.on_epoch(epoch) if self.on_epoch is not None else {}
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
