@@ -31,14 +31,27 @@ FAST_PARAMS = {"ocsvm": {"max_train": 200}, "ede-gan": GAN_FAST, "ed-gan": GAN_F
                "ae": AE_FAST, "contractive-ae": AE_FAST, "conv-ae": CONV_FAST, "dae": CONV_FAST,
                "vae": {**CONV_FAST, "code": 8}, "deep-svdd": {**AE_FAST, "width": 8, "pretrain_epochs": 2},
                "kdgan": KDGAN_FAST, "feat-knn": FEAT_FAST, "feat-gauss": FEAT_FAST,
-               "feat-ocsvm": {**FEAT_FAST, "max_train": 200}}
+               "feat-ocsvm": {**FEAT_FAST, "max_train": 200}, "feat-bayes": {**FEAT_FAST, "n_components": 8},
+               "selfsup": {"epochs": 3, "batch_size": 8}, "certainty": {"epochs": 5, "batch_size": 8},
+               "bayes-factor": {"n_components": 8}}
 
 
 @pytest.fixture(scope="module")
-def data():
+def _datasets():
     ds = make_blobs_dataset(n_train=60, n_test=30, channels=3, size=32)  # 32x32: the GANs' size
     normal = ds.train_x[ds.train_y == 0]
-    return normal[:50], normal[50:], ds.test_x, ds.test_y != 0
+    one_class = (normal[:50], normal[50:], ds.test_x, ds.test_y != 0, None)
+    # for detectors that use labels: classes 0 and 1 are normal, with their labels; 2 is novel
+    two = np.flatnonzero(ds.train_y < 2)[np.random.default_rng(0).permutation(120)]
+    x, y = ds.train_x[two], ds.train_y[two]
+    labelled = (x[:100], x[100:], ds.test_x, ds.test_y == 2, y[:100])
+    return {"one-class": one_class, "labelled": labelled}
+
+
+@pytest.fixture
+def data(name, _datasets):
+    """(train, val, test, novel, labels of train or None): labelled data for `uses_labels` detectors."""
+    return _datasets["labelled" if _make(name).uses_labels else "one-class"]
 
 
 @pytest.fixture(params=detectors.available())
@@ -64,12 +77,12 @@ def _fits():
 def fitted(name, data, _fits):
     """One fit per detector, shared by the tests that only read it (fits of GANs cost seconds)."""
     if name not in _fits:
-        _fits[name] = _make(name).fit(data[0], data[1])
+        _fits[name] = _make(name).fit(data[0], data[1], y=data[4])
     return _fits[name]
 
 
 def test_fit_score_predict(name, data, fitted):
-    train, val, test, novel = data
+    train, val, test, novel, _ = data
     det = fitted
     scores = det.decision_function(test)
     assert scores.shape == (len(test),) and scores.dtype == np.float64 and np.isfinite(scores).all()
@@ -81,7 +94,7 @@ def test_fit_score_predict(name, data, fitted):
 
 
 def test_scores_independent_of_batching_and_input_type(name, data, fitted):
-    train, val, test, _ = data
+    train, val, test, _, _ = data
     det = fitted
     whole = det.decision_function(test)
     parts = np.concatenate([det.decision_function(test[i:i + 7]) for i in range(0, len(test), 7)])
@@ -91,11 +104,12 @@ def test_scores_independent_of_batching_and_input_type(name, data, fitted):
 
 
 def test_fit_without_validation_holds_out_a_fraction(name, data):
-    train, _, test, _ = data
-    det = _make(name, validation_fraction=0.2).fit(train)
+    train, _, test, _, y = data
+    det = _make(name, validation_fraction=0.2).fit(train, y=y)
     fit_idx, val_idx = holdout_split(len(train), 0.2, seed=0)
-    assert len(val_idx) == 10 and not set(fit_idx.tolist()) & set(val_idx.tolist())
-    same = _make(name, validation_fraction=0.2).fit(train[fit_idx.numpy()], train[val_idx.numpy()])
+    assert len(val_idx) == len(train) // 5 and not set(fit_idx.tolist()) & set(val_idx.tolist())
+    same = _make(name, validation_fraction=0.2).fit(train[fit_idx.numpy()], train[val_idx.numpy()],
+                                                     y=None if y is None else y[fit_idx.numpy()])
     assert det.threshold_ == pytest.approx(same.threshold_)
     np.testing.assert_allclose(det.decision_function(test), same.decision_function(test), rtol=1e-6)
 
@@ -109,7 +123,7 @@ def test_get_params_roundtrip(name):
 
 
 def test_save_load_roundtrip(name, data, fitted, tmp_path):
-    train, val, test, _ = data
+    train, val, test, _, _ = data
     det = fitted
     det.save(tmp_path / "model")
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "weights.safetensors"]
@@ -133,7 +147,7 @@ def _bad_inputs(test):
 
 @pytest.mark.parametrize("case", ["rank", "channels", "size", "empty", "dtype", "nan", "range"])
 def test_bad_input_messages(name, data, fitted, case):
-    train, val, test, _ = data
+    train, val, test, _, _ = data
     det = fitted
     bad, match = _bad_inputs(test)[case]
     with pytest.raises(ValueError, match=match):
@@ -154,13 +168,16 @@ def test_unfitted_and_bad_params(name, data):
 def test_labels_of_normal_images(name, data, fitted):
     """`fit(X, X_val, y)`: one integer label per training image; a detector that ignores `y` says so
     in its docstring and fits exactly as without it."""
-    train, val, test, _ = data
+    train, val, test, _, _ = data
     y = np.zeros(len(train), np.int64)
     for bad, match in ((y[:-1], "one class label per training image"), (y.astype(float), "integers")):
         with pytest.raises(ValueError, match=match):
             _make(name).fit(train, val, y=bad)
     cls = type(fitted)
-    if not cls.uses_labels:
+    if cls.uses_labels:  # it needs them, and says what to give
+        with pytest.raises(ValueError, match="label"):
+            _make(name).fit(train, val)
+    else:
         assert "Ignores `y`" in (cls.__doc__ or ""), f"{cls.__name__}'s docstring must say it ignores y"
         with_y = _make(name).fit(train, val, y=y)
         np.testing.assert_array_equal(with_y.decision_function(test), fitted.decision_function(test))

@@ -143,6 +143,10 @@ class Detector:
     def _fit(self, x: torch.Tensor, x_val: torch.Tensor, y: np.ndarray | None) -> None:
         raise NotImplementedError
 
+    def _threshold(self, val_scores: np.ndarray) -> float:
+        """The fitted threshold: the `threshold_quantile` quantile of the validation scores."""
+        return float(np.quantile(val_scores, self.threshold_quantile))
+
     def _after_fit(self, x: torch.Tensor, x_val: torch.Tensor) -> None:
         """Called once the threshold is set (e.g. to share the fitted model through a cache)."""
 
@@ -196,8 +200,7 @@ class Detector:
             x_val = as_image_tensor(X_val, what="X_val", expect=tuple(x.shape[1:]))
         self.input_shape_ = tuple(int(s) for s in x.shape[1:])
         self._fit(x, x_val, labels)
-        val_scores = self._score(x_val)
-        self.threshold_ = float(np.quantile(val_scores, self.threshold_quantile))
+        self.threshold_ = self._threshold(self._score(x_val))
         self._after_fit(x, x_val)
         return self
 

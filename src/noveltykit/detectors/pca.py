@@ -26,17 +26,7 @@ class PCADetector(Detector):
 
     def _fit(self, x, x_val, y=None):
         flat = flatten(x).double()
-        self.mean_ = flat.mean(0)
-        centred = flat - self.mean_
-        dof = max(1, len(flat) - 1)
-        if len(flat) < flat.shape[1]:
-            # fewer images than pixels: the SVD of the N x D data gives the same components and
-            # variances without the D x D eigenproblem (seconds for 3 x 32 x 32 on one core)
-            _, sing, vt = torch.linalg.svd(centred, full_matrices=False)
-            evals, evecs = sing.pow(2) / dof, vt.T
-        else:  # the eigen-decomposition of the D x D covariance (the documented results' path)
-            evals, evecs = torch.linalg.eigh(centred.T @ centred / dof)
-            evals, evecs = evals.flip(0).clamp(min=0), evecs.flip(1)
+        self.mean_, evals, evecs = principal_components(flat)
         if isinstance(self.n_components, float):
             ratio = evals.cumsum(0) / evals.sum()
             n = int(torch.searchsorted(ratio, torch.tensor(self.n_components, dtype=ratio.dtype))) + 1
@@ -55,3 +45,18 @@ class PCADetector(Detector):
 
     def _load_state(self, tensors, info):
         self.mean_, self.components_ = tensors["mean"], tensors["components"]
+
+
+def principal_components(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(N, D) float64 -> mean (D,), variances (descending) and their directions (D, r) as columns."""
+    mean = flat.mean(0)
+    centred = flat - mean
+    dof = max(1, len(flat) - 1)
+    if len(flat) < flat.shape[1]:
+        # fewer images than pixels: the SVD of the N x D data gives the same components and
+        # variances without the D x D eigenproblem (seconds for 3 x 32 x 32 on one core)
+        _, sing, vt = torch.linalg.svd(centred, full_matrices=False)
+        return mean, sing.pow(2) / dof, vt.T
+    # the eigen-decomposition of the D x D covariance (the documented results' path)
+    evals, evecs = torch.linalg.eigh(centred.T @ centred / dof)
+    return mean, evals.flip(0).clamp(min=0), evecs.flip(1)

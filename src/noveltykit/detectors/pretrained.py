@@ -4,6 +4,7 @@ pooled feature vector (`features.FeatureExtractor`), and a vector head scores it
     feat-knn     mean cosine (or Euclidean) distance to the k nearest normal feature vectors
     feat-gauss   squared Mahalanobis distance, Ledoit-Wolf shrinkage covariance
     feat-ocsvm   the `ocsvm` detector's own code, on feature vectors
+    feat-bayes   the Bayes factor (`bayes-factor`) of a normal model against a background model
 
 The network weights come from an installed package, never from a saved model: a saved detector
 holds only what its head learned, plus the weights' sha256, checked when it is loaded. The
@@ -11,6 +12,7 @@ extractor is built when first needed, so parameters can be set and checked witho
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -19,6 +21,7 @@ import torch
 from ..features.extractor import FeatureExtractor, parse_stages, stages_label
 from ..features.weights import PretrainedWeightsMismatch, weights_sha256
 from .base import Detector
+from .bayes_factor import BayesFactorModel, check_bayes_params, parse_components
 from .registry import register
 from .vectors import DetectorHead, GaussianHead, KNNHead, VectorHead
 
@@ -142,3 +145,26 @@ class FeatOCSVMDetector(FeatureDetector):
     def _make_head(self):
         return DetectorHead("ocsvm", nu=self.nu, gamma=self.gamma, max_train=self.max_train,
                             random_state=self.random_state)
+
+
+@register
+class FeatBayesDetector(FeatureDetector):
+    """The Bayes factor on feature vectors, background `gaussian` or `uniform`. Ignores `y`."""
+
+    name = "feat-bayes"
+
+    def __init__(self, n_components: int = 32, components: str = "1-2-4-8", background: str = "gaussian",
+                 inflate: float = 4.0, margin: float = 0.1, c: float = 1.0, threshold: str = "quantile",
+                 **features):
+        check_bayes_params(n_components, parse_components(components), background, inflate, margin, c, threshold,
+                           pixels=False)
+        self.n_components, self.components, self.background = int(n_components), components, background
+        self.inflate, self.margin, self.c, self.threshold = float(inflate), float(margin), float(c), threshold
+        super().__init__(**features)
+
+    def _make_head(self):
+        return BayesFactorModel(self.n_components, parse_components(self.components), self.background,
+                                self.inflate, self.margin, math.log(self.c), self.random_state)
+
+    def _threshold(self, val_scores):
+        return 0.0 if self.threshold == "odds" else super()._threshold(val_scores)

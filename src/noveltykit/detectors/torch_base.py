@@ -115,6 +115,8 @@ class TrainedDetector(TorchDetector):
 
     def _loss(self, model: nn.Module, x: torch.Tensor, generator: torch.Generator
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training loss of a batch; a detector with `uses_labels` also gets the batch's
+        labels: `_loss(model, x, generator, y)`."""
         raise NotImplementedError
 
     def _val_loss(self, model: nn.Module, x_val: torch.Tensor) -> float:
@@ -139,7 +141,8 @@ class TrainedDetector(TorchDetector):
         dev = self.device()
         model = self._build(tuple(int(s) for s in x.shape[1:])).to(dev)
         x = x.to(dev)
-        unit = ModelUnit(model, lambda xb, g: self._loss(model, xb, g),
+        labels = torch.as_tensor(y, dtype=torch.long).to(dev) if self.uses_labels and y is not None else None
+        unit = ModelUnit(model, lambda xb, g, *yb: self._loss(model, xb, g, *yb),
                          lambda xv: self._val_loss(unit.scoring_module(), xv), self.loss_names, lr=self.lr,
                          weight_decay=self.weight_decay, seed=self.random_state, ema_decay=self.ema_decay,
                          on_epoch=lambda epoch: self._on_epoch(model, x, epoch),
@@ -148,7 +151,7 @@ class TrainedDetector(TorchDetector):
         result = train_loop(unit, self.loop_config(), x, x_val,
                             config={"detector": self.name, "params": self.get_params(), "shape": list(x.shape[1:])},
                             checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume, progress=ctx.progress,
-                            monitor=self._monitor(), name=self.name)
+                            monitor=self._monitor(), name=self.name, y_train=labels)
         self.model_ = unit.scoring_module().cpu().eval()  # the moving average, when there is one
         self.history_, self.selected_epoch_ = result.history, result.selected_epoch
 

@@ -4,7 +4,7 @@ Plain `nn.Module`s, no training logic. DCGAN-style blocks: each stride-2 4x4 con
 the image and doubles the width until 4x4, then one 4x4 convolution maps to the code (1x1). Any
 square power-of-two size from 8 up works. `bias=False` removes every bias and every affine
 normalisation parameter (Deep SVDD needs it: with a bias the network can map everything to the
-centre); `dropout` adds Dropout2d after each hidden block.
+centre); `dropout` adds a `SampledDropout` after each hidden block (MC dropout can sample it).
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import math
 
 import torch
 from torch import nn
+
+from .dropout import SampledDropout
 
 NORMS = ("batch", "instance", "none")
 
@@ -44,7 +46,7 @@ def conv_encoder(channels: int, size: int, width: int, code: int, *, norm: str =
             layers.append(_norm(norm, c_out, bias))
         layers.append(nn.LeakyReLU(0.2))
         if dropout:
-            layers.append(nn.Dropout2d(dropout))
+            layers.append(SampledDropout(dropout))
         c_in, c_out = c_out, c_out * 2
     layers.append(nn.Conv2d(c_in, code, 4, 1, 0, bias=bias))
     return nn.Sequential(*layers)
@@ -64,16 +66,46 @@ def conv_decoder(channels: int, size: int, width: int, code: int, *, norm: str =
 
 
 class ConvClassifier(nn.Module):
-    """A conv encoder to `width_code` features, then a linear layer to `n_classes` logits."""
+    """A conv encoder to `code` features, then a linear layer to `n_classes` logits; `dropout`
+    after each hidden block and before the linear layer."""
 
     def __init__(self, channels: int, size: int, width: int, n_classes: int, *, code: int = 128,
                  norm: str = "batch", bias: bool = True, dropout: float = 0.0):
         super().__init__()
         self.features = conv_encoder(channels, size, width, code, norm=norm, bias=bias, dropout=dropout)
+        self.drop = SampledDropout(dropout)
         self.head = nn.Linear(code, n_classes, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.relu(self.features(x).flatten(1)))
+        return self.head(self.drop(torch.relu(self.features(x).flatten(1))))
+
+
+class AllConvNet(nn.Module):
+    """Springenberg et al.'s All-CNN-C, the classifier of the report's certainty experiment: three
+    3x3 convolutions of `width`, the third with stride 2, dropout, three of 2 x `width` (stride 2
+    on the third), dropout, a 3x3 and a 1x1 of 2 x `width`, a 1x1 to the classes, global average
+    pooling; ReLU between (input dropout 0.2 as theirs when `dropout` > 0). 12 layers counting the
+    dropouts and the pooling; any input size from 8 up."""
+
+    def __init__(self, channels: int, n_classes: int, width: int = 96, dropout: float = 0.5):
+        super().__init__()
+        w, w2 = width, 2 * width
+        spec = [(channels, w, 3, 1), (w, w, 3, 1), (w, w, 3, 2), "drop", (w, w2, 3, 1), (w2, w2, 3, 1),
+                (w2, w2, 3, 2), "drop", (w2, w2, 3, 1), (w2, w2, 1, 1), (w2, n_classes, 1, 1)]
+        layers: list[nn.Module] = [SampledDropout(0.2 if dropout else 0.0)]
+        for i, item in enumerate(spec):
+            if item == "drop":
+                layers.append(SampledDropout(dropout))
+                continue
+            c_in, c_out, k, stride = item
+            layers.append(nn.Conv2d(c_in, c_out, k, stride, k // 2))
+            if i < len(spec) - 1:  # the class scores stay linear
+                layers.append(nn.ReLU())
+        layers.append(nn.AdaptiveAvgPool2d(1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1)
 
 
 class ConvAutoencoder(nn.Module):

@@ -96,9 +96,11 @@ Monitor = Callable[[int, torch.nn.Module], dict]
 
 def train_loop(unit: TrainableUnit, cfg: LoopConfig, x_train: torch.Tensor, x_val: torch.Tensor, *,
                config: dict, checkpoint_dir: str | Path | None = None, resume: bool = False,
-               progress: bool = False, monitor: Monitor | None = None, name: str = "epoch") -> LoopResult:
+               progress: bool = False, monitor: Monitor | None = None, name: str = "epoch",
+               y_train: torch.Tensor | None = None) -> LoopResult:
     """Train `unit` on `x_train` (already on the unit's device); `config` identifies the run in its
-    checkpoints. `monitor(epoch, scoring_module)` may add diagnostic numbers to each record."""
+    checkpoints. `monitor(epoch, scoring_module)` may add diagnostic numbers to each record.
+    With `y_train` (labels of the training images) each step gets its batch's labels too."""
     ckpt = CheckpointDir(checkpoint_dir) if checkpoint_dir else None
     config = {"loop": LOOP_FORMAT, **config}
     history: list[dict] = []
@@ -124,7 +126,8 @@ def train_loop(unit: TrainableUnit, cfg: LoopConfig, x_train: torch.Tensor, x_va
         label = f"{head['structure']} epoch" if "structure" in head else name
         for i in tqdm(range(0, n, bs), desc=f"{label} {epoch + 1}/{cfg.epochs}", leave=False,
                       disable=not progress, unit="batch"):
-            losses = unit.step(x_train[order[i:i + bs]])
+            batch = order[i:i + bs]
+            losses = unit.step(x_train[batch]) if y_train is None else unit.step(x_train[batch], y_train[batch])
             sums += losses
             steps += 1
             if steps % SYNC_EVERY == 0 or i + bs >= n:

@@ -1,7 +1,8 @@
 """One model trained by Adam on one loss, as a unit of the shared loop (autoencoders, VAEs, Deep
 SVDD, classifiers): the unit for every trained detector that is not a GAN.
 
-The detector hands over `loss(x) -> (loss, {term: value})` and `val_loss(x_val) -> float`; the
+The detector hands over `loss(x, generator[, y]) -> (loss, {term: value})` (`y`: the batch's
+labels, when the loop is given labels) and `val_loss(x_val) -> float`; the
 unit keeps a seeded generator for the loss's own randomness (input noise, posterior samples,
 random projections), saved with its state so that a resume draws the same numbers.
 """
@@ -41,8 +42,8 @@ class ModelUnit:
             self.opt = self._new_optimizer()
         return self.on_epoch(epoch) if self.on_epoch is not None else {}
 
-    def step(self, x: torch.Tensor) -> torch.Tensor:
-        loss, terms = self.loss(x, self.generator)
+    def step(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        loss, terms = self.loss(x, self.generator) if y is None else self.loss(x, self.generator, y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
