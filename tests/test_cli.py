@@ -120,3 +120,24 @@ def test_report_keeps_only_the_classes_asked_for(tmp_path, capsys):
     assert main(["report", str(tmp_path), "--classes", "0,2"]) == 0
     rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert rows[1:] == ["0 c0", "2 c2", "**MEAN**"]
+
+
+def test_certainty_learns_a_folder_datasets_class_subfolders(tmp_path, capsys):
+    """train/<class>/... subfolders are the normal classes: `certainty` trains on them. (Novel
+    images halfway between the classes: far beyond both, at 220, a classifier is sure of them,
+    the report's point about certainty.)"""
+    rng, root = np.random.default_rng(0), tmp_path / "imgs"
+    for sub, n, base in (("train/bolts", 30, 40), ("train/nuts", 30, 110), ("test/normal", 10, 40),
+                         ("test/novel", 10, 75)):
+        (root / sub).mkdir(parents=True)
+        for i in range(n):
+            img = np.clip(base + rng.normal(0, 10, (32, 32)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / sub / f"{i}.png")
+    from noveltykit.data import load_dataset
+    ds = load_dataset(f"folder:{root}", progress=False)
+    assert ds.info["train_classes"] == ["bolts", "nuts"] and ds.train_groups.tolist() == [0] * 30 + [1] * 30
+    assert ds.train_y.tolist() == [0] * 60, "every training image is still normal"
+    out = tmp_path / "run"
+    assert main(["bench", "--dataset", f"folder:{root}", "--method", "certainty:epochs=3,batch_size=8",
+                 "--classes", "normal", "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "results.json").read_text())["results"][0]["auroc"] > 0.9

@@ -161,7 +161,7 @@ def test_folder_dataset_mixed_grey_and_colour(tmp_path):
     ds = load_dataset(f"folder:{root}", progress=False)
     assert ds.name == "folder:parts" and ds.class_names == ["normal", "novel"]
     assert ds.train_x.shape == (3, 3, 32, 32) and ds.train_x.dtype == np.uint8
-    assert ds.train_y.tolist() == [0, 0, 0]
+    assert ds.train_y.tolist() == [0, 0, 0] and ds.train_groups is None  # a.png is not in a subfolder
     assert ds.test_x.shape == (3, 3, 32, 32) and ds.test_y.tolist() == [0, 1, 1]
     assert ds.info["train_files"] == ["train/a.png", "train/c.jpg", "train/sub/deeper/b.png"]
     assert ds.info["test_files"] == ["test/normal/n1.png", "test/novel/x1.png", "test/novel/x2.png"]

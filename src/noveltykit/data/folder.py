@@ -1,7 +1,9 @@
 """The user's own images as a one-class dataset (`folder:PATH`).
 
 Layout: PATH/train/** are normal training images (subfolders allowed), PATH/test/normal/** and
-PATH/test/novel/** the test images (labels 0 and 1). Files and folders whose names start with a
+PATH/test/novel/** the test images (labels 0 and 1). When every training image sits in a direct
+subfolder of train/ and there are two or more, those subfolders are the normal classes
+(`train_groups`, named in `info["train_classes"]`), for detectors that learn them (`certainty`). Files and folders whose names start with a
 dot are ignored; any other file must be a readable image or loading stops with its name.
 
 Conversions (decided here, once, for every image):
@@ -135,6 +137,7 @@ def load_folder(path: str | Path, *, size: int = 32, max_pixels: int = DEFAULT_M
     test_x = np.concatenate([stack(arrays["normal"]), stack(arrays["novel"])])
     test_y = np.array([0] * len(files["normal"]) + [1] * len(files["novel"]), dtype=np.int64)
     rel = lambda ps: [str(p.relative_to(root)) for p in ps]  # noqa: E731
+    classes, groups = train_classes(parts["train"], files["train"])
     return ImageDataset(
         name=f"folder:{root.resolve().name}",
         train_x=stack(arrays["train"]),
@@ -144,5 +147,18 @@ def load_folder(path: str | Path, *, size: int = 32, max_pixels: int = DEFAULT_M
         class_names=["normal", "novel"],
         source=str(root.resolve()),
         info={"root": str(root.resolve()), "train_files": rel(files["train"]),
-              "test_files": rel(files["normal"]) + rel(files["novel"]), "size": size},
+              "test_files": rel(files["normal"]) + rel(files["novel"]), "size": size,
+              **({"train_classes": classes} if classes else {})},
+        train_groups=groups,
     )
+
+
+def train_classes(train: Path, paths: list[Path]) -> tuple[list[str], np.ndarray | None]:
+    """The direct subfolders of train/ as classes, when every image is in one and there are >= 2."""
+    tops = [p.relative_to(train).parts for p in paths]
+    if any(len(t) < 2 for t in tops):
+        return [], None
+    names = sorted({t[0] for t in tops})
+    if len(names) < 2:
+        return [], None
+    return names, np.array([names.index(t[0]) for t in tops], dtype=np.int64)

@@ -26,10 +26,17 @@ class ImageDataset:
     class_names: list[str]
     source: str = ""
     info: dict = field(default_factory=dict)
+    # the normal training images' own classes where train_y cannot say them (a folder dataset's
+    # class subfolders under train/, named in info["train_classes"]); None: train_y says them
+    train_groups: np.ndarray | None = None
 
     @property
     def channels(self) -> int:
         return int(self.train_x.shape[1])
+
+    def normal_labels(self, train_idx: np.ndarray) -> np.ndarray:
+        """The class labels of these (normal) training images, for detectors that use labels."""
+        return (self.train_y if self.train_groups is None else self.train_groups)[train_idx]
 
     def class_index(self, cls: int | str) -> int:
         """Accept a class as an index or a name."""

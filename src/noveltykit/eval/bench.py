@@ -110,7 +110,7 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
         monitor=monitor))
     t0 = time.perf_counter()
     # the class labels of the normal training images (one class under one-vs-rest), never a novel one
-    detector.fit(train_x, val_x, y=ds.train_y[split.train_idx])
+    detector.fit(train_x, val_x, y=ds.normal_labels(split.train_idx))
     fit_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     scores = detector.decision_function(test_x)
