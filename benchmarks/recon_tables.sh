@@ -6,15 +6,8 @@
 #   stages: mnist mnist-seeds fashion-mnist cifar10-jpeg loo-mnist (default: all, in that order)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-NK=${NK:-.venv/bin/noveltykit}
+. benchmarks/two_benches.sh
 METHODS="ae conv-ae dae contractive-ae vae deep-svdd"
-
-two() {  # the same bench command in two processes; the exit status of the worse one
-  OMP_NUM_THREADS=1 "$NK" bench "$@" --quiet & a=$!
-  OMP_NUM_THREADS=1 "$NK" bench "$@" --quiet; rb=$?
-  wait $a; ra=$?
-  return $(( ra > rb ? ra : rb ))
-}
 
 stage() {
   case $1 in
@@ -31,11 +24,4 @@ stage() {
   esac
 }
 
-status=0
-for s in "${@:-mnist mnist-seeds fashion-mnist cifar10-jpeg loo-mnist}"; do
-  for one in $s; do
-    echo "== $one ($(date -u +%H:%M:%S))"
-    stage "$one" || status=$?
-  done
-done
-exit $status
+run_stages ${@:-mnist mnist-seeds fashion-mnist cifar10-jpeg loo-mnist}

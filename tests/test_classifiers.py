@@ -136,6 +136,12 @@ def test_selfsup_nll_is_the_sum_of_minus_log_p_of_each_true_transformation():
                 for z, true in zip(model(t.apply(x)), label):
                     hand -= z.log_softmax(1)[:, true]
         np.testing.assert_allclose(det.decision_function(ds.test_x), hand.numpy(), rtol=1e-5)
+        # the validation loss: image i under the (i mod T)-th transformation, its cross-entropy
+        with torch.no_grad():
+            ce = [sum(-z.log_softmax(1)[0, true] for z, true in zip(model(ts.transforms[i % len(ts)].apply(x[i:i + 1])),
+                                                                   ts.labels[i % len(ts)]))
+                  for i in range(len(x))]
+        assert det._val_loss(model, x) == pytest.approx(float(sum(ce)) / len(x), rel=1e-5)
 
 
 def test_selfsup_dirichlet_score_fits_one_per_transformation_and_reloads(tmp_path):

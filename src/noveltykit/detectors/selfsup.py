@@ -12,6 +12,7 @@ Scores (eval mode, every image under every transformation of the set, batched):
   likelihood to the training images' softmax outputs under it (probabilities clipped to
   [`clip`, 1 - `clip`] and renormalised); score = -sum of the log densities.
 The network is a wide residual network (`nets.wrn`); GEOM and GOAD use depth 10, widen 4.
+Selection and early stopping read the training loss on the normal validation images.
 """
 from __future__ import annotations
 
@@ -89,12 +90,16 @@ class SelfSupervisedDetector(TrainedDetector):
         ts = self.tset(shape[1])
         return SelfSupModel(shape[0], ts.heads, len(ts), self.depth, self.widen, self.dropout)
 
-    def _loss(self, model, x, generator):
+    def transformation_loss(self, model, x, index, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy of the true transformation (summed over heads), image i under index[i]."""
         ts = self.tset(x.shape[-1])
-        index = torch.randint(len(ts), (len(x),), generator=generator)
-        logits = model(apply_each(ts, x, index))
         labels = ts.labels[index].to(x.device)
-        return sum(F.cross_entropy(z, labels[:, h]) for h, z in enumerate(logits)), {}
+        logits = model(apply_each(ts, x, index))
+        return sum(F.cross_entropy(z, labels[:, h], reduction=reduction) for h, z in enumerate(logits))
+
+    def _loss(self, model, x, generator):
+        index = torch.randint(len(self.tset(x.shape[-1])), (len(x),), generator=generator)
+        return self.transformation_loss(model, x, index), {}
 
     def log_probs(self, model, x) -> torch.Tensor:
         """(N, T, sum heads) log-softmax of each head, x under each of the T transformations."""
@@ -127,9 +132,15 @@ class SelfSupervisedDetector(TrainedDetector):
         return total
 
     def _val_loss(self, model, x_val):
-        """The NLL score of normal validation images (the Dirichlets are fitted after training)."""
+        """The training loss on normal validation images, each under one fixed transformation
+        (image i under the (i mod T)-th): one forward pass an image, not T (geom72: 72)."""
+        n_transforms = len(self.tset(x_val.shape[-1]))
+        total = 0.0
         with torch.no_grad():
-            return float(torch.cat([self.nll(model, x_val[i:i + 256]) for i in range(0, len(x_val), 256)]).mean())
+            for i in range(0, len(x_val), 256):
+                xb = x_val[i:i + 256]
+                total += float(self.transformation_loss(model, xb, torch.arange(i, i + len(xb)) % n_transforms, "sum"))
+        return total / len(x_val)
 
     def _fit(self, x, x_val, y=None):
         super()._fit(x, x_val, y)

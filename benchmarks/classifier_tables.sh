@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The classifier families' tables (docs/classifiers.md): selfsup, certainty and the Bayes factor,
+# at the CPU budget (the detectors' defaults unless a spec says otherwise). Each stage runs two
+# `noveltykit bench` processes, one thread each, on one output folder; resumable.
+# Usage: benchmarks/classifier_tables.sh [STAGE ...]
+#   stages: bayes-mnist bayes-fashion-mnist bayes-cifar10-jpeg (the three Bayes factor backgrounds),
+#           selfsup-cifar10-jpeg selfsup-fashion-mnist selfsup-mnist (rot4),
+#           geom72-cifar10-jpeg geom72-fashion-mnist geom72-mnist, loo-mnist
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. benchmarks/two_benches.sh
+BAYES="bayes-factor bayes-factor:background=uniform bayes-factor:background=compression"
+
+stage() {
+  case $1 in
+    bayes-*)   two --dataset "${1#bayes-}" --protocol one-vs-rest --classes all --seeds 0 --method $BAYES \
+                   --out "runs/cls-${1#bayes-}" ;;
+    selfsup-*) two --dataset "${1#selfsup-}" --protocol one-vs-rest --classes all --seeds 0 --method selfsup \
+                   --out "runs/cls-${1#selfsup-}" ;;
+    geom72-*)  two --dataset "${1#geom72-}" --protocol one-vs-rest --classes all --seeds 0 \
+                   --method selfsup:transforms=geom72 --out "runs/cls-${1#geom72-}" ;;
+    loo-mnist) # nine classes of training images: 3 epochs (as the reconstruction family's LOO table)
+      two --dataset mnist --protocol leave-one-out --classes all --seeds 0 --method certainty:epochs=3 \
+          certainty:epochs=3,mc_samples=30 selfsup:epochs=3 $BAYES --out runs/cls-loo-mnist ;;
+    *) echo "unknown stage $1" >&2; return 2 ;;
+  esac
+}
+
+run_stages ${@:-bayes-mnist bayes-fashion-mnist bayes-cifar10-jpeg selfsup-cifar10-jpeg loo-mnist}
