@@ -66,6 +66,13 @@ def test_report_merges_bench_folders(tmp_path, capsys):
     assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--methods", "pca", "knn"]) == 0
     assert "| class | pca | knn |" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "a"), "--methods", "kde"]) == 2  # a column that is not there
+    # the same cell in two folders would pass for two seeds: refused, with or without filters
+    import shutil
+    shutil.copytree(tmp_path / "a", tmp_path / "a2")
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "a2")]) == 2
+    assert "both hold knn" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "a2"), "--methods", "knn", "--seeds", "0"]) == 2
 
 
 def test_distill_export_and_set_threshold(tmp_path, capsys):

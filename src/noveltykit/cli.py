@@ -99,7 +99,7 @@ def cmd_set_threshold(args) -> int:
 def cmd_report(args) -> int:
     from .eval.bench import load_results
     from .eval.report import metric_table, write_report
-    results = []
+    results, source = [], {}
     for run in args.run:
         found = load_results(Path(run) / "results.json")
         if not found:
@@ -107,6 +107,7 @@ def cmd_report(args) -> int:
         if len(args.run) == 1 and args.seeds is None and args.classes is None:
             write_report(run, found)  # a single folder's own report is rebuilt too
         results += found
+        source.update({id(r): run for r in found})
     if args.seeds is not None:
         results = [r for r in results if r["seed"] in args.seeds]
     if args.classes is not None:
@@ -119,6 +120,12 @@ def cmd_report(args) -> int:
                          key=lambda r: args.methods.index(r["method"]))
     if len({(r["dataset"], r["protocol"]) for r in results}) > 1:
         raise ValueError("these folders hold different datasets or protocols; report them one by one")
+    first = {}
+    for r in results:  # one cell in two folders would pass for two seeds in the mean +- std
+        if (key := (r["method"], r["class"], r["seed"])) in first:
+            raise ValueError(f"{first[key]} and {source[id(r)]} both hold {r['method']} class {r['class']} "
+                             f"seed {r['seed']}; report them apart, or narrow with --methods/--classes/--seeds")
+        first[key] = source[id(r)]
     print(metric_table(results, args.metric))
     return 0
 

@@ -14,6 +14,8 @@ Their recipe, and why:
   image, then the training images' range mapped onto [-1, 1] (`nets.conv.ContrastNorm`).
 - `fresh_optimizer=True`: a new Adam for the Deep SVDD phase, as their separate pre-training run
   gives; False keeps the pre-training moments.
+- `lr` 1e-4 (Ruff et al.'s), chosen over 1e-3 and the two options above on the training-only
+  development split (docs/reconstruction.md, "Deep SVDD: the development-split study").
 Pre-training epochs record val_loss = inf, so `select="val"` always picks a Deep SVDD epoch.
 """
 from __future__ import annotations
@@ -37,7 +39,7 @@ class DeepSVDDDetector(TrainedDetector):
 
     def __init__(self, width: int = 16, code: int = 32, objective: str = "one-class", nu: float = 0.1,
                  pretrain_epochs: int = 10, eps: float = 0.1, bias: bool = False, contrast_norm: bool = False,
-                 fresh_optimizer: bool = False, epochs: int = CPU_EPOCHS, lr: float = 1e-3,
+                 fresh_optimizer: bool = False, epochs: int = CPU_EPOCHS, lr: float = 1e-4,
                  weight_decay: float = 1e-6, **base):
         if bias:
             raise ValueError("deep-svdd: a network with bias terms can map every image to the centre "
