@@ -178,3 +178,16 @@ def test_a_trained_detector_with_an_ema_scores_with_it(tmp_path):
     resumed = detectors.make("ae", hidden=8, epochs=3, batch_size=8, ema_decay=0.9).configure(
         RunContext(checkpoint_dir=tmp_path, resume=True)).fit(x)
     np.testing.assert_array_equal(resumed.decision_function(ds.test_x), averaged.decision_function(ds.test_x))
+
+
+def test_labels_follow_their_images_through_the_seeded_order():
+    class LabelledUnit(LinearUnit):
+        def step(self, x, y=None):
+            assert y is not None and torch.equal(y, (x[:, 0] * 100).round().long()), "each image with its label"
+            self.labels_seen = getattr(self, "labels_seen", 0) + len(y)
+            return super().step(x)
+
+    unit = LabelledUnit()
+    y = (X[:, 0] * 100).round().long()
+    _run(unit, y_train=y)
+    assert unit.labels_seen == 5 * len(X)
