@@ -144,11 +144,14 @@ def test_selfsup_nll_is_the_sum_of_minus_log_p_of_each_true_transformation():
         assert det._val_loss(model, x) == pytest.approx(float(sum(ce)) / len(x), rel=1e-5)
 
 
-def test_selfsup_dirichlet_score_fits_one_per_transformation_and_reloads(tmp_path):
+@pytest.mark.parametrize("name, shape", [("rot4", (4, 4)), ("rot4-flip", (8, 8)), ("geom72", (72, 72)),
+                                         ("rot4-trans", (36, 10))])
+def test_selfsup_dirichlet_score_fits_one_per_transformation_and_reloads(tmp_path, name, shape):
     ds = make_blobs_dataset(n_train=20, n_test=10, channels=1, size=32)
-    det = detectors.make("selfsup", score="dirichlet", epochs=2, batch_size=8).fit(ds.train_x[ds.train_y == 0])
+    det = detectors.make("selfsup", transforms=name, score="dirichlet", epochs=1, batch_size=8).fit(
+        ds.train_x[ds.train_y == 0])
     alpha = det.model_.alpha
-    assert alpha.shape == (4, 4) and (alpha > 0).all() and not torch.equal(alpha, torch.ones(4, 4))
+    assert alpha.shape == shape and (alpha > 0).all() and not torch.equal(alpha, torch.ones(shape))
     det.save(tmp_path / "m")
     np.testing.assert_allclose(detectors.load(tmp_path / "m").decision_function(ds.test_x),
                                det.decision_function(ds.test_x), rtol=1e-6)
