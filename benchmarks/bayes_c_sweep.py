@@ -47,13 +47,13 @@ def main():
     lo = math.floor(np.quantile(both, 0.001) / math.log(10))
     hi = math.ceil(np.quantile(both, 0.999) / math.log(10))
     step = max(1, math.ceil((hi - lo) / 60))
-    decades = list(range(lo, hi + 1, step))
+    decades = sorted(set(range(lo, hi + 1, step)) | {0})  # c = 1 exactly, whatever the step
     rows = [{"log10_c": k, "false_alarm_val": float((val > k * math.log(10)).mean()),
              "detection_test": float((test[is_novel] > k * math.log(10)).mean()),
              "false_alarm_test": float((test[~is_novel] > k * math.log(10)).mean())} for k in decades]
     print(json.dumps({"dataset": ds.name, "class": args.cls, "background": args.background,
                       "auroc": auroc(is_novel, test), "mixture_components": det.fit_report()["mixture_components"],
-                      "at_c_1": next(r for r in rows if r["log10_c"] >= 0), "rows": rows}, indent=1))
+                      "at_c_1": next(r for r in rows if r["log10_c"] == 0), "rows": rows}, indent=1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 3.6))

@@ -65,6 +65,14 @@ def test_report_merges_bench_folders(tmp_path, capsys):
     assert main(["report", str(tmp_path / "a")]) == 0 and "±" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--methods", "pca", "knn"]) == 0
     assert "| class | pca | knn |" in capsys.readouterr().out
+    records = json.loads((tmp_path / "a" / "results.json").read_text())
+    for r in records["results"]:  # as if on MNIST, where Table IV has published columns
+        r.update(dataset="mnist", protocol="one-vs-rest")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "results.json").write_text(json.dumps(records))
+    assert main(["report", str(tmp_path / "m"), "--classes", "0"]) == 0 and "paper" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "m"), "--classes", "0", "--no-paper"]) == 0
+    assert "paper" not in capsys.readouterr().out
     assert main(["report", str(tmp_path / "a"), "--methods", "kde"]) == 2  # a column that is not there
     # the same cell in two folders would pass for two seeds: refused, with or without filters
     import shutil

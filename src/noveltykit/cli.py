@@ -126,7 +126,7 @@ def cmd_report(args) -> int:
             raise ValueError(f"{first[key]} and {source[id(r)]} both hold {r['method']} class {r['class']} "
                              f"seed {r['seed']}; report them apart, or narrow with --methods/--classes/--seeds")
         first[key] = source[id(r)]
-    print(metric_table(results, args.metric))
+    print(metric_table(results, args.metric, with_paper=not args.no_paper))
     return 0
 
 
@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seeds", type=_int_list, help="only these seeds, e.g. 0")
     rep.add_argument("--classes", type=_int_list, help="only these class indices, e.g. 2,3,8")
     rep.add_argument("--methods", nargs="+", help="only these method labels, as columns in this order")
+    rep.add_argument("--no-paper", action="store_true", help="leave out the published (paper) columns")
     rep.add_argument("--metric", default="auroc", choices=["auroc", "aupr", "fpr95", "prec_at_n", "auroc_val"],
                      help="auroc_val: AUROC of the epoch with the lowest normal-validation loss "
                           "(what select=val gives; needs bench --curves)")
