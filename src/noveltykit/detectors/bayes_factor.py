@@ -96,6 +96,7 @@ class BayesFactorModel(VectorHead):
             if best is None or self.val_loglik_[k] > self.val_loglik_[best[0]]:
                 best = (k, gm)
         k, gm = best
+        self.converged_ = bool(gm.converged_)  # EM stopped at its iteration cap otherwise
         self.weights_ = torch.from_numpy(gm.weights_)
         self.means_ = torch.from_numpy(gm.means_)
         self.prec_chol_ = torch.from_numpy(gm.precisions_cholesky_)
@@ -144,12 +145,14 @@ class BayesFactorModel(VectorHead):
                 "lo": self.lo_, "hi": self.hi_}
 
     def info(self) -> dict:
-        return {"val_loglik": {str(k): v for k, v in self.val_loglik_.items()}}
+        return {"val_loglik": {str(k): v for k, v in self.val_loglik_.items()},
+                "converged": getattr(self, "converged_", None)}
 
     def load_state(self, tensors: dict[str, torch.Tensor], info: dict) -> None:
         for k, v in tensors.items():
             setattr(self, f"{k}_", v.double())
         self.val_loglik_ = {int(k): v for k, v in info.get("val_loglik", {}).items()}
+        self.converged_ = info.get("converged")
 
 
 def check_bayes_params(n_components, components, background, inflate, margin, c, threshold, pixels: bool):
@@ -200,7 +203,8 @@ class BayesFactorDetector(Detector):
         return 0.0 if self.threshold == "odds" else super()._threshold(val_scores)
 
     def fit_report(self) -> dict:
-        return {"mixture_components": len(self.model_.weights_), "val_loglik": self.model_.val_loglik_}
+        return {"mixture_components": len(self.model_.weights_), "val_loglik": self.model_.val_loglik_,
+                "mixture_converged": self.model_.converged_}
 
     def _score(self, x) -> np.ndarray:
         return self.model_.score(flatten(x))
