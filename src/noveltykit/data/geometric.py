@@ -12,6 +12,7 @@ A set also says what the classifier predicts: one head over its transformations 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product
 
 import torch
@@ -56,8 +57,10 @@ class TransformationSet:
         return len(self.transforms)
 
 
+@lru_cache(maxsize=None)
 def transformation_set(name: str, size: int) -> TransformationSet:
-    """The named set for square images of side `size`."""
+    """The named set for square images of side `size`; built once per (name, size), since the
+    detector asks for it on every batch (treat it, and its `labels`, as read-only)."""
     shift = size // 4
     shifts = (0, -shift, shift)
     if name == "rot4":
