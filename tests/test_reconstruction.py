@@ -9,7 +9,8 @@ from noveltykit.data import transforms as T
 from noveltykit.detectors.autoencoders import dense_contraction, projected_contraction
 from noveltykit.detectors.deep_svdd import initial_center, soft_radius
 from noveltykit.detectors.vae import kl_to_standard_normal
-from noveltykit.nets.conv import ConvAutoencoder, DenseAutoencoder, SVDDNet, conv_encoder
+from noveltykit.nets.conv import (ConvAutoencoder, DenseAutoencoder, SVDDNet, conv_encoder, lenet_decoder,
+                                  lenet_encoder)
 
 from conftest import make_blobs_dataset
 
@@ -74,13 +75,31 @@ def test_dae_trains_on_noisy_inputs_and_scores_clean_ones(monkeypatch):
     assert n_batches > 0 and set(seen) == {0.3} and len(seen) == n_batches, "no noise when scoring"
 
 
-def test_deep_svdd_refuses_bias_terms_and_builds_none():
+@pytest.mark.parametrize("arch", ["dcgan", "lenet"])
+def test_deep_svdd_refuses_bias_terms_and_builds_none(arch):
     with pytest.raises(ValueError, match="hypersphere collapse"):
-        detectors.make("deep-svdd", bias=True)
-    net = SVDDNet(1, 32, width=4, code=8)
+        detectors.make("deep-svdd", bias=True, arch=arch)
+    net = SVDDNet(1, 32, width=4, code=8, arch=arch)
     assert not any("bias" in n for n, _ in net.named_parameters())
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and not any(m.affine for m in norms)
+
+
+@pytest.mark.parametrize("channels,size", [(1, 8), (3, 32)])
+def test_lenet_builders_pool_to_4x4_and_mirror(channels, size):
+    enc, dec = lenet_encoder(channels, size, 4, 16), lenet_decoder(channels, size, 4, 16)
+    levels = {8: 1, 32: 3}[size]
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in enc) == levels
+    assert sum(isinstance(m, torch.nn.Upsample) for m in dec) == levels
+    assert all(m.kernel_size == (5, 5) for m in enc.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.rand(2, channels, size, size) * 2 - 1
+    code = enc(x)
+    assert code.shape == (2, 16)
+    out = dec(code)
+    assert out.shape == x.shape and out.abs().max() <= 1
+    assert any("bias" in n for n, _ in enc.named_parameters())  # bias=True (the default) builds them
+    with pytest.raises(ValueError, match="arch"):
+        detectors.make("deep-svdd", arch="resnet")
 
 
 def test_deep_svdd_centre_and_radius():

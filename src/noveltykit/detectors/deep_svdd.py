@@ -10,6 +10,8 @@ Their recipe, and why:
 - one-class objective: mean ||phi(x) - c||^2; score = ||phi(x) - c||^2.
 - `objective="soft-boundary"`: R^2 + (1/nu) mean(max(0, ||phi(x) - c||^2 - R^2)), R set after each
   epoch to the (1 - nu) quantile of the training distances; score = ||phi(x) - c||^2 - R^2.
+- `arch="lenet"`: their network (5x5 convolutions and max-pooling; CIFAR-10's is width 32, code
+  128); the default "dcgan" is the strided blocks every other conv family here uses.
 - `contrast_norm=True`: their input preprocessing, global contrast normalisation (l1) of each
   image, then the training images' range mapped onto [-1, 1] (`nets.conv.ContrastNorm`).
 - `fresh_optimizer=True`: a new Adam for the Deep SVDD phase, as their separate pre-training run
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from ..nets.conv import SVDDNet
+from ..nets.conv import SVDD_ARCHS, SVDDNet
 from .autoencoders import CPU_EPOCHS
 from .registry import register
 from .torch_base import SCORE_BATCH, TrainedDetector, reconstruction_error
@@ -37,7 +39,7 @@ class DeepSVDDDetector(TrainedDetector):
     name = "deep-svdd"
     loss_names = ()
 
-    def __init__(self, width: int = 16, code: int = 32, objective: str = "one-class", nu: float = 0.1,
+    def __init__(self, width: int = 16, code: int = 32, arch: str = "dcgan", objective: str = "one-class", nu: float = 0.1,
                  pretrain_epochs: int = 10, eps: float = 0.1, bias: bool = False, contrast_norm: bool = False,
                  fresh_optimizer: bool = False, epochs: int = CPU_EPOCHS, lr: float = 1e-4,
                  weight_decay: float = 1e-6, **base):
@@ -48,7 +50,9 @@ class DeepSVDDDetector(TrainedDetector):
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         if not 0 < float(nu) <= 1 or float(eps) <= 0 or int(pretrain_epochs) < 0:
             raise ValueError(f"need 0 < nu <= 1, eps > 0, pretrain_epochs >= 0; got {nu}, {eps}, {pretrain_epochs}")
-        self.width, self.code, self.objective, self.nu = int(width), int(code), objective, float(nu)
+        if arch not in SVDD_ARCHS:
+            raise ValueError(f"arch must be one of {SVDD_ARCHS}, got {arch!r}")
+        self.width, self.code, self.arch, self.objective, self.nu = int(width), int(code), arch, objective, float(nu)
         self.pretrain_epochs, self.eps, self.bias = int(pretrain_epochs), float(eps), bool(bias)
         self.contrast_norm, self.fresh_optimizer = bool(contrast_norm), bool(fresh_optimizer)
         self._phase = "svdd"
@@ -61,7 +65,7 @@ class DeepSVDDDetector(TrainedDetector):
         return config
 
     def _build(self, shape):
-        return SVDDNet(shape[0], shape[1], self.width, self.code, contrast=self.contrast_norm)
+        return SVDDNet(shape[0], shape[1], self.width, self.code, contrast=self.contrast_norm, arch=self.arch)
 
     def _fresh_optimizer_at(self):
         return self.pretrain_epochs if self.fresh_optimizer and self.pretrain_epochs else None

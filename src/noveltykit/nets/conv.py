@@ -2,7 +2,8 @@
 
 Plain `nn.Module`s, no training logic. DCGAN-style blocks: each stride-2 4x4 convolution halves
 the image and doubles the width until 4x4, then one 4x4 convolution maps to the code (1x1). Any
-square power-of-two size from 8 up works. `bias=False` removes every bias and every affine
+square power-of-two size from 8 up works. `lenet_encoder` / `lenet_decoder` are Ruff et al.'s
+(2018) Deep SVDD networks made size-generic: 5x5 convolutions, each followed by a 2x2 max-pool. `bias=False` removes every bias and every affine
 normalisation parameter (Deep SVDD needs it: with a bias the network can map everything to the
 centre); `dropout` adds a `SampledDropout` after each hidden block (MC dropout can sample it).
 """
@@ -62,6 +63,35 @@ def conv_decoder(channels: int, size: int, width: int, code: int, *, norm: str =
         layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=bias), _norm(norm, c // 2, bias), nn.ReLU()]
         c //= 2
     layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1, bias=bias), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+def lenet_encoder(channels: int, size: int, width: int, code: int, *, bias: bool = True) -> nn.Sequential:
+    """(N, channels, size, size) -> (N, code): 5x5 convolution, BatchNorm (eps 1e-4, as Ruff et al.),
+    leaky ReLU, 2x2 max-pool, the width doubling each level down to 4x4; then a linear map."""
+    layers: list[nn.Module] = []
+    c_in, c_out = channels, width
+    for _ in range(_levels(size)):
+        layers += [nn.Conv2d(c_in, c_out, 5, 1, 2, bias=bias), nn.BatchNorm2d(c_out, eps=1e-4, affine=bias),
+                   nn.LeakyReLU(), nn.MaxPool2d(2)]
+        c_in, c_out = c_out, c_out * 2
+    layers += [nn.Flatten(), nn.Linear(c_in * 16, code, bias=bias)]
+    return nn.Sequential(*layers)
+
+
+def lenet_decoder(channels: int, size: int, width: int, code: int, *, bias: bool = True) -> nn.Sequential:
+    """(N, code) -> (N, channels, size, size) in [-1, 1]: the encoder's mirror, with 2x nearest
+    upsampling in place of each pool."""
+    levels = _levels(size)
+    c = width * 2 ** (levels - 1)
+    layers: list[nn.Module] = [nn.Linear(code, c * 16, bias=bias), nn.Unflatten(1, (c, 4, 4)), nn.LeakyReLU()]
+    for level in range(levels):
+        c_out = channels if level == levels - 1 else c // 2
+        layers += [nn.Upsample(scale_factor=2), nn.Conv2d(c, c_out, 5, 1, 2, bias=bias)]
+        if level < levels - 1:
+            layers += [nn.BatchNorm2d(c_out, eps=1e-4, affine=bias), nn.LeakyReLU()]
+        c = c_out
+    layers.append(nn.Tanh())
     return nn.Sequential(*layers)
 
 
@@ -197,18 +227,29 @@ class ContrastNorm(nn.Module):
         return (self.contrast(x) - lo) / (hi - lo) * 2 - 1
 
 
+SVDD_ARCHS = ("dcgan", "lenet")
+
+
 class SVDDNet(nn.Module):
     """Deep SVDD's network (Ruff et al. 2018): a bias-free conv encoder (BatchNorm without affine
-    parameters) to a `code`-dim feature, a mirrored decoder for autoencoder pre-training, and the
+    parameters; `arch` "dcgan" strided 4x4 blocks, or "lenet" their 5x5 conv + max-pool) to a
+    `code`-dim feature, a mirrored decoder for autoencoder pre-training, and the
     hypersphere's centre and radius as buffers (saved with the weights). With `contrast=True` the
     input first goes through `ContrastNorm`; the decoder then reconstructs that normalised image
     (`target`)."""
 
-    def __init__(self, channels: int, size: int, width: int, code: int, contrast: bool = False):
+    def __init__(self, channels: int, size: int, width: int, code: int, contrast: bool = False,
+                 arch: str = "dcgan"):
         super().__init__()
+        if arch not in SVDD_ARCHS:
+            raise ValueError(f"arch must be one of {SVDD_ARCHS}, got {arch!r}")
         self.prep = ContrastNorm(contrast)
-        self.encoder = conv_encoder(channels, size, width, code, norm="batch", bias=False)
-        self.decoder = conv_decoder(channels, size, width, code, norm="batch", bias=False)
+        if arch == "lenet":
+            self.encoder = lenet_encoder(channels, size, width, code, bias=False)
+            self.decoder = lenet_decoder(channels, size, width, code, bias=False)
+        else:
+            self.encoder = conv_encoder(channels, size, width, code, norm="batch", bias=False)
+            self.decoder = conv_decoder(channels, size, width, code, norm="batch", bias=False)
         self.register_buffer("center", torch.zeros(code))
         self.register_buffer("radius", torch.zeros(()))
 
