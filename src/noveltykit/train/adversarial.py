@@ -9,6 +9,7 @@ import torch
 
 from ..nets.dcgan import Discriminator, Generator, GeneratorOutput, init_weights
 from .ema import EMA
+from .lr_control import LRControl, set_lr
 from .precision import use_bf16
 from .stabilisers import add_spectral_norm, clip_gradients, discriminator_bce
 
@@ -50,6 +51,8 @@ class GAN:
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.ema = EMA(self.g, cfg.ema_decay) if cfg.ema_decay else None
+        self.lr_control = LRControl.of(cfg)
+        self.rates = (cfg.lr, cfg.lr)  # (eta_G, eta_D) of the last step
 
     @property
     def scoring(self) -> Generator:
@@ -79,13 +82,18 @@ class GAN:
 
     def update(self, loss_g: torch.Tensor | None, loss_d: torch.Tensor | None) -> None:
         """Both players take their gradient at the current parameters, then both step (a None
-        loss leaves that player untouched); then the EMA follows G."""
+        loss leaves that player untouched); then the EMA follows G. Under learning-rate control
+        (`train.lr_control`) each player's rate is first set from the two losses."""
         self.opt_g.zero_grad(set_to_none=True)
         self.opt_d.zero_grad(set_to_none=True)
         if loss_g is not None:
             loss_g.backward(inputs=list(self.g.parameters()), retain_graph=loss_d is not None)
         if loss_d is not None:
             loss_d.backward(inputs=list(self.d.parameters()))
+        if self.lr_control.active and loss_g is not None and loss_d is not None:
+            self.rates = self.lr_control.rates(float(loss_g.detach()), float(loss_d.detach()))  # a host sync a step
+            set_lr(self.opt_g, self.rates[0])
+            set_lr(self.opt_d, self.rates[1])
         if loss_g is not None:
             clip_gradients(self.g, self.cfg.grad_clip)
             self.opt_g.step()

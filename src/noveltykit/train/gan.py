@@ -17,6 +17,7 @@ import torch
 from ..nets.dcgan import NORMS, Discriminator, Generator, GeneratorOutput
 from .adversarial import GAN, build_networks, generator_losses  # noqa: F401 (re-exported)
 from .loop import LoopConfig, train_loop
+from .lr_control import LRControl, LRControlFields
 
 # Bump when a change to training alters the weights a config trains to: cached teachers made by
 # older code are then trained afresh instead of reused.
@@ -30,8 +31,9 @@ VARIANTS = {  # variant -> (second encoder, score)
 
 
 @dataclass
-class GANConfig:
-    """Hyper-parameters (what the model is) and budget (how long it trains), kept apart."""
+class GANConfig(LRControlFields):
+    """Hyper-parameters (what the model is) and budget (how long it trains), kept apart; the
+    learning-rate control fields (`lr_control`, ...) come from `LRControlFields`."""
 
     variant: str = "ede"
     width: int = 64
@@ -75,6 +77,7 @@ class GANConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.prob_eps < 0.5:
             raise ValueError(f"prob_eps must be in [0, 0.5), got {self.prob_eps}")
+        LRControl.of(self)  # checks the control fields
 
     @property
     def score_kind(self) -> str:
@@ -207,7 +210,8 @@ class GANUnit:
         self.reinits += self.gan.reinit_d_if_collapsed(float(losses[4]))
 
     def end_epoch(self, x_val: torch.Tensor) -> dict:
-        return {"d_reinits": self.reinits, "val_loss": validation_loss(self.cfg, self.gan.scoring, x_val)}
+        rates = dict(zip(("lr_g", "lr_d"), self.gan.rates)) if self.gan.lr_control.active else {}
+        return {"d_reinits": self.reinits, **rates, "val_loss": validation_loss(self.cfg, self.gan.scoring, x_val)}
 
     def scoring_module(self) -> Generator:
         return self.gan.scoring

@@ -131,8 +131,12 @@ def train_loop(unit: TrainableUnit, cfg: LoopConfig, x_train: torch.Tensor, x_va
             sums += losses
             steps += 1
             if steps % SYNC_EVERY == 0 or i + bs >= n:
-                check_finite(sums, epoch, steps, ckpt and ckpt.root / "latest.json")
-                unit.sync(losses)
+                latest = ckpt and ckpt.root / "latest.json"
+                try:  # the unit's own checks first (a pathology monitor logs a NaN before the guard stops)
+                    unit.sync(losses)
+                except TrainingDiverged as err:
+                    raise type(err)(f"{err}; last good checkpoint: {latest or 'none (no checkpoint folder)'}") from err
+                check_finite(sums, epoch, steps, latest)
         means = dict(zip(unit.loss_names, (sums / max(steps, 1)).tolist()))
         seconds = time.perf_counter() - t0  # training time: the validation pass is not in it
         tail = unit.end_epoch(x_val)

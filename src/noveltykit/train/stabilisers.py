@@ -16,9 +16,15 @@ def discriminator_bce(logit_real: torch.Tensor, logit_fake: torch.Tensor, eps: f
     if eps <= 0:
         return 0.5 * (F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real))
                       + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
-    p_real = (1 - 2 * eps) * torch.sigmoid(logit_real) + eps
-    p_fake = (1 - 2 * eps) * torch.sigmoid(logit_fake) + eps
+    p_real = clamp_probability(torch.sigmoid(logit_real), eps)
+    p_fake = clamp_probability(torch.sigmoid(logit_fake), eps)
     return -0.5 * (torch.log(p_real).mean() + torch.log1p(-p_fake).mean())
+
+
+def clamp_probability(p: torch.Tensor, eps: float) -> torch.Tensor:
+    """p' = (1 - 2 eps) p + eps: a probability kept in [eps, 1 - eps], so log p' and log(1 - p')
+    stay finite (the report's p' = (1 - eps) p + eps only reaches [eps, 1])."""
+    return (1 - 2 * eps) * p + eps
 
 
 def clip_gradients(module: nn.Module, max_norm: float) -> None:
