@@ -183,3 +183,18 @@ def test_gan_disc_scores_and_options():
         detectors.make("gan-disc", joint_ae=True)
     with pytest.raises(ValueError, match="no generator"):
         detectors.make("gan-disc", generator="none", init="ae")
+
+
+def test_bench_records_the_trace_events_and_step_curves(tmp_path):
+    from conftest import make_blobs_dataset
+    from noveltykit.eval.bench import BenchConfig, run_benchmark
+    ds = make_blobs_dataset(n_train=40, n_test=10, size=32)
+    method = "gan-disc:width=4,code=8,epochs=2,batch_size=8,init=ae,ae_epochs=1,lr_control=lv"
+    r = run_benchmark(BenchConfig(dataset="blobs", methods=[method], classes=[0], seeds=[0], out=str(tmp_path)),
+                      dataset=ds, progress=False)[0]
+    n_steps = len(r["trace"]["step"])
+    assert n_steps == 2 * -(-r["n_train"] // 8)  # one trace row a GAN step, not the autoencoder's
+    assert set(r["trace"]) == {"step", "loss_g", "loss_d", "fake_var", "d_acc", "lr_g", "lr_d"}
+    assert [h["phase"] for h in r["history"]] == ["ae", "gan", "gan"]
+    assert r["pathology_events"] == [] or all({"monitor", "step", "value"} == set(e) for e in r["pathology_events"])
+    assert (tmp_path / r["steps_plot"]).stat().st_size > 1000

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from noveltykit.train.linear_gan import (LinearGANConfig, d_g_convergence, grad_lc_a, grad_lc_b,
+from noveltykit.train.linear_gan import (LinearGANConfig, d_g_convergence, gaussian_data, grad_lc_a, grad_lc_b,
                                          grad_lf_a, grad_lf_b, losses, pca_angles, train_linear_gan)
 
 F64 = torch.float64
@@ -13,11 +13,7 @@ F64 = torch.float64
 
 def gaussian(m: int = 8, n: int = 2000, seed: int = 0) -> torch.Tensor:
     """Zero-mean (exactly, after centring) Gaussian data with eigenvalues 4, 2, 1, ... in a random basis."""
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(m, m, generator=g, dtype=F64))
-    ev = torch.tensor([4, 2, 1, 0.8, 0.6, 0.5, 0.5, 0.5][:m], dtype=F64)
-    x = torch.randn(n, m, generator=g, dtype=F64) * ev.sqrt() @ q.T
-    return x - x.mean(0)
+    return gaussian_data(m, n, (4, 2, 1, 0.8, 0.6, 0.5, 0.5, 0.5), seed)
 
 
 def random_inputs(m: int, c: int, n: int, seed: int):
@@ -118,3 +114,15 @@ def test_noise_dim_above_data_dim_and_bad_data_raise():
         train_linear_gan(torch.zeros(10, 3), LinearGANConfig())
     with pytest.raises(ValueError, match="finite"):
         train_linear_gan(torch.full((10, 8), math.nan), LinearGANConfig())
+
+
+def test_cli_writes_the_run_and_its_curves(tmp_path, capsys):
+    import json
+
+    from noveltykit.cli import main
+    assert main(["linear-gan", "--steps", "400", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "linear-gan.json").read_text())
+    assert record["convergence"]["converged"] == 1.0 and len(record["history"]["D_g"]) == 400
+    assert record["config"]["m"] == 8 and record["data"]["eigenvalues"][:2] == [4.0, 2.0]
+    assert (tmp_path / "linear-gan.png").stat().st_size > 1000
+    assert "converged to" in capsys.readouterr().out

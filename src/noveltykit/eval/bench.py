@@ -28,7 +28,7 @@ from ..fileio import atomic_write_bytes, remove_tree_inside, safe_name
 from .cellstore import EXPERIMENT_FIELDS, CellStore, cell_id, cell_key, load_results  # noqa: F401 (API)
 from .methods import MethodSpec
 from .metrics import all_metrics, auroc
-from .plots import plot_cell, plot_training_curves
+from .plots import plot_cell, plot_gan_trace, plot_training_curves
 from .provenance import git_commit, machine, package_versions
 from .report import write_report
 
@@ -258,6 +258,10 @@ def _run_and_file(ds, cfg: BenchConfig, cell, store: CellStore, experiment: dict
             curve = plot_training_curves(out / "plots" / f"{stem}_curves.png", record["history"],
                                          title, record["selected_epoch"])
             record["curves_plot"] = str(curve.relative_to(out))
+        if record.get("trace"):  # a per-step trace (the GAN lab's): its curves too
+            steps = plot_gan_trace(out / "plots" / f"{stem}_steps.png", record["trace"], title,
+                                   record.get("pathology_events", []), record.get("history", []))
+            record["steps_plot"] = str(steps.relative_to(out))
     store.add(record, experiment)
     if (out / "checkpoints" / stem).exists():  # the cell is safe in cells/
         remove_tree_inside(out, out / "checkpoints" / stem)

@@ -56,6 +56,63 @@ def plot_training_curves(path: str | Path, history: list[dict], title: str, sele
     return _save(fig, path, title)
 
 
+def plot_gan_trace(path: str | Path, trace: dict[str, list[float]], title: str, events: list[dict] = (),
+                   history: list[dict] = ()) -> Path:
+    """A GAN's per-step curves (tech report Fig. 3.2, 3.3, A.2-A.4): both losses; D's accuracy on
+    its training batches, on normal validation images after each epoch and, where recorded, on
+    held-out novel images (`diagnostic_novel_d_acc`: a diagnostic, never used to choose); the
+    generated batch's variance and both learning rates. Pathology events are vertical lines."""
+    steps = np.asarray(trace["step"])
+    fig, (ax_loss, ax_acc, ax_var) = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax_loss.plot(steps, trace["loss_g"], lw=0.6, label="generator (Forger)")
+    ax_loss.plot(steps, trace["loss_d"], lw=0.6, label="discriminator (Curator)")
+    ax_loss.set(xlabel="step", ylabel="loss", yscale="symlog", title="losses")
+    ax_acc.plot(steps, trace["d_acc"], lw=0.5, alpha=0.6, label="D on its batch (real + fake)")
+    gan_epochs = [h for h in history if h.get("phase", "gan") == "gan"]
+    if gan_epochs:
+        per_epoch = len(steps) / len(gan_epochs)
+        ends = [(i + 1) * per_epoch for i in range(len(gan_epochs))]
+        ax_acc.plot(ends, [h["d_acc_val"] for h in gan_epochs], marker="o", label="D on normal validation")
+        if "diagnostic_novel_d_acc" in gan_epochs[0]:
+            ax_acc.plot(ends, [h["diagnostic_novel_d_acc"] for h in gan_epochs], marker="s", c="C3",
+                        label="D on held-out novel (diagnostic)")
+    ax_acc.axhline(0.5, c="grey", lw=0.8, ls="--")
+    ax_acc.set(xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02), title="discriminator accuracy")
+    ax_var.plot(steps, np.maximum(trace["fake_var"], 1e-12), lw=0.6, c="C2", label="generated batch variance")
+    ax_var.set(xlabel="step", ylabel="variance", yscale="log", title="collapse / explosion")
+    ax_lr = ax_var.twinx()
+    ax_lr.plot(steps, trace["lr_g"], lw=0.6, c="C4", ls=":", label="lr G")
+    ax_lr.plot(steps, trace["lr_d"], lw=0.6, c="C5", ls=":", label="lr D")
+    ax_lr.set(ylabel="learning rate", yscale="log")
+    for e in events:
+        for ax in (ax_loss, ax_acc, ax_var):
+            ax.axvline(e["step"], c="red", lw=0.8, alpha=0.7)
+        ax_loss.annotate(e["monitor"], (e["step"], 1), xycoords=("data", "axes fraction"), fontsize=7,
+                         rotation=90, va="top", color="red")
+    for ax in (ax_loss, ax_acc):
+        ax.legend(fontsize=7)
+    ax_var.legend(fontsize=7, loc="upper left")
+    ax_lr.legend(fontsize=7, loc="upper right")
+    return _save(fig, path, title)
+
+
+def plot_linear_gan(path: str | Path, history: dict[str, list[float]], title: str) -> Path:
+    """The linear GAN's run (tech report A.5): D on data and on generated points, against the fixed
+    point D(theta_g) = 1/2, and the two fixed-point residuals."""
+    steps = np.arange(1, len(history["D_g"]) + 1)
+    fig, (ax_d, ax_r) = plt.subplots(1, 2, figsize=(9, 3.6))
+    ax_d.plot(steps, history["D_x"], lw=0.8, label="D(theta x), data")
+    ax_d.plot(steps, history["D_g"], lw=0.8, label="D(theta g), generated")
+    ax_d.axhline(0.5, c="grey", ls="--", lw=0.8)
+    ax_d.set(xlabel="generator step", ylabel="mean D", title="discriminator")
+    ax_r.plot(steps, history["residual_x"], lw=0.8, label="|mean (D(theta x) - 1) x|")
+    ax_r.plot(steps, history["residual_g"], lw=0.8, label="|mean (1 - 2 D(theta g)) g|")
+    ax_r.set(xlabel="generator step", yscale="log", title="fixed-point residuals")
+    for ax in (ax_d, ax_r):
+        ax.legend(fontsize=8)
+    return _save(fig, path, title)
+
+
 def _save(fig, path: str | Path, title: str) -> Path:
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

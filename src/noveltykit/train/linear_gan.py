@@ -112,6 +112,18 @@ def pca_angles(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor) -> dict[str, f
             "colB_vs_top_c": math.degrees(math.acos(min(1.0, cos_b.item())))}
 
 
+def gaussian_data(m: int, n: int, eigenvalues: tuple[float, ...], seed: int = 0) -> torch.Tensor:
+    """(n, m) zero-mean (exactly, after centring) Gaussian data with these covariance eigenvalues
+    (the first m; the last one repeated when fewer are given) in a random orthonormal basis."""
+    if m < 1 or n < 2 or not eigenvalues or min(eigenvalues) <= 0:
+        raise ValueError(f"need m >= 1, n >= 2 and positive eigenvalues, got m={m}, n={n}, {eigenvalues}")
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(m, m, generator=g, dtype=torch.float64))
+    ev = torch.tensor((list(eigenvalues) + [eigenvalues[-1]] * m)[:m], dtype=torch.float64)
+    x = torch.randn(n, m, generator=g, dtype=torch.float64) * ev.sqrt() @ q.T
+    return x - x.mean(0)
+
+
 def train_linear_gan(x: torch.Tensor, cfg: LinearGANConfig) -> LinearGANResult:
     """Alternating plain gradient descent with the hand gradients: k Curator steps on L_C,
     then one Forger step on L_F; metrics are taken on a fresh batch before each Forger step."""
