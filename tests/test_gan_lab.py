@@ -17,7 +17,7 @@ from noveltykit.train.lr_control import LRControl
     ("lv", 2.0, 0.5, (1e-3 * 2.0 * (3 - 2 * 0.5), 1e-3 * 0.5 * (4 - 1 * 2.0))),
 ])
 def test_schedules_match_hand_values(kind, loss_g, loss_d, expect):
-    ctl = LRControl(kind, alpha=1e-3, a=3, b=2, c=4, d=1)
+    ctl = LRControl(kind, alpha=1e-3, a=3, b=2, c=4, d=1, lr_max=1.0)
     assert ctl.rates(loss_g, loss_d) == pytest.approx(expect, rel=1e-12)
 
 
@@ -25,7 +25,8 @@ def test_rates_are_bounded():
     ctl = LRControl("lv", alpha=1.0, a=1, b=1, c=1, d=1, lr_min=1e-5, lr_max=0.1)
     g, d = ctl.rates(3.0, 0.1)  # eta_G = 3 (1 - 0.1) = 2.7 -> 0.1; eta_D = 0.1 (1 - 3) < 0 -> 1e-5
     assert (g, d) == (0.1, 1e-5)
-    assert LRControl("exponential", alpha=1.0).rates(1e6, float("nan")) == (1e-2, 0.0)
+    assert LRControl("exponential", alpha=1.0, lr_max=1e-2).rates(1e6, float("nan")) == (1e-2, 0.0)
+    assert LRControl() == LRControl.of(GANConfig())  # one set of defaults
     with pytest.raises(ValueError, match="lr_control"):
         LRControl("pid")
     with pytest.raises(ValueError, match="alpha"):
