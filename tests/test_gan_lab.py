@@ -69,13 +69,13 @@ def test_clamp_bounds_and_finite_logs():
 
 
 # --- the pathology monitors -----------------------------------------------------------------------
-def _rows(n, loss_g=1.0, loss_d=1.0, fake_var=0.1, d_acc=0.9):
-    return torch.tensor([[loss_g, loss_d, fake_var, d_acc]] * n)
+def _rows(n, loss_g=1.0, loss_d=1.0, fake_var=0.1, real_var=0.2, d_acc=0.9):
+    return torch.tensor([[loss_g, loss_d, fake_var, real_var, d_acc]] * n)
 
 
 def test_stuck_monitor_fires_once_when_the_run_reaches_its_length():
     from noveltykit.train.pathology import PathologyFields, PathologyMonitor
-    mon = PathologyMonitor(PathologyFields(stuck_steps=5, stuck_band=0.02))
+    mon = PathologyMonitor(PathologyFields(stuck_steps=5, stuck_band=0.02, watch_after=0))
     assert mon.check(0, _rows(4, d_acc=0.51)) == []
     assert mon.check(4, _rows(1, d_acc=0.49)) == [{"monitor": "stuck", "step": 4, "value": pytest.approx(0.49)}]
     assert mon.check(5, _rows(10, d_acc=0.5)) == []  # still stuck: one event per episode
@@ -86,9 +86,12 @@ def test_stuck_monitor_fires_once_when_the_run_reaches_its_length():
 
 def test_nonfinite_and_explosion_monitors():
     from noveltykit.train.pathology import PathologyFields, PathologyMonitor
-    mon = PathologyMonitor(PathologyFields())
-    rows = torch.cat([_rows(2), _rows(1, loss_d=float("nan")), _rows(1, fake_var=0.95)])
-    assert [(e["monitor"], e["step"]) for e in mon.check(10, rows)] == [("nonfinite", 12), ("explosion", 13)]
+    mon = PathologyMonitor(PathologyFields(watch_after=11))
+    rows = torch.cat([_rows(1, loss_d=float("inf")), _rows(1), _rows(1, loss_d=float("nan")), _rows(1, fake_var=0.95),
+                      _rows(1, fake_var=0.002, real_var=0.1), _rows(1, fake_var=0.002, real_var=0.3)])
+    # step 10 is before watch_after: not watched; collapse is relative to the real batch's variance
+    assert [(e["monitor"], e["step"]) for e in mon.check(10, rows)] == [("nonfinite", 12), ("explosion", 13),
+                                                                          ("collapse", 15)]
     with pytest.raises(ValueError, match="on_pathology"):
         PathologyMonitor(PathologyFields(on_pathology="panic"))
 
@@ -100,7 +103,7 @@ def _blobs(n=48):
     return ds, normal
 
 
-GAN_DISC_FAST = dict(width=4, code=8, epochs=3, batch_size=8)
+GAN_DISC_FAST = dict(width=4, code=8, epochs=3, batch_size=8, watch_after=0)
 
 
 def _constant_generator(monkeypatch):
@@ -114,7 +117,8 @@ def test_collapse_monitor_fires_on_a_constant_generator_and_not_on_a_healthy_run
     _, x = _blobs()
     healthy = detectors.make("gan-disc", **GAN_DISC_FAST).fit(x)
     assert [e for e in healthy.events_ if e["monitor"] == "collapse"] == []
-    assert min(healthy.trace_["fake_var"]) > 2 * healthy.collapse_below  # quiet with a margin
+    ratio = torch.tensor(healthy.trace_["fake_var"]) / torch.tensor(healthy.trace_["real_var"])
+    assert ratio.min() > 2 * healthy.collapse_below  # quiet with a margin
     _constant_generator(monkeypatch)
     with pytest.warns(RuntimeWarning, match="collapse at step 0"):
         collapsed = detectors.make("gan-disc", **GAN_DISC_FAST).fit(x)
@@ -195,7 +199,7 @@ def test_bench_records_the_trace_events_and_step_curves(tmp_path):
                       dataset=ds, progress=False)[0]
     n_steps = len(r["trace"]["step"])
     assert n_steps == 2 * -(-r["n_train"] // 8)  # one trace row a GAN step, not the autoencoder's
-    assert set(r["trace"]) == {"step", "loss_g", "loss_d", "fake_var", "d_acc", "lr_g", "lr_d"}
+    assert set(r["trace"]) == {"step", "loss_g", "loss_d", "fake_var", "real_var", "d_acc", "lr_g", "lr_d"}
     assert [h["phase"] for h in r["history"]] == ["ae", "gan", "gan"]
     assert r["pathology_events"] == [] or all({"monitor", "step", "value"} == set(e) for e in r["pathology_events"])
     assert (tmp_path / r["steps_plot"]).stat().st_size > 1000

@@ -30,6 +30,8 @@ class _GANDetector(TorchDetector):
     override them (None = from the preset or budget); the resolved config is saved when fitted."""
 
     variant = ""
+    trace_: dict = {}  # read-only default: a distilled student keeps no trace
+    events_: list = []
 
     def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
                  random_state: int = 0, preset: str = "default", budget: str = "cpu", **overrides):
@@ -61,7 +63,13 @@ class _GANDetector(TorchDetector):
                            progress=ctx.progress, on_epoch_end=self._monitor())
         self.generator_, self.discriminator_ = result.generator.cpu(), result.discriminator.cpu()
         self.history_, self.selected_epoch_ = result.history, result.selected_epoch
+        self.trace_, self.events_ = result.trace, result.pathology_events
         self.train_fingerprint_ = fingerprint(x)
+
+    def fit_report(self) -> dict:
+        """The history, and the per-step curves and pathology events where this fit kept them."""
+        extra = {"trace": self.trace_, "pathology_events": self.events_} if self.trace_ else {}
+        return {**super().fit_report(), **extra}
 
     def _score_batch(self, g, x):
         out = g(x)

@@ -15,7 +15,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from ..train.disc_gan import DiscGANConfig, DiscGANUnit, build_network, comparable, trace_columns
+from ..train.disc_gan import DiscGANConfig, DiscGANUnit, build_network, comparable
 from ..train.loop import LoopConfig, train_loop
 from .registry import register
 from .torch_base import TorchDetector
@@ -72,7 +72,7 @@ class GANDiscriminatorDetector(TorchDetector):
                             monitor=self._monitor(), name=self.name)
         self.net_ = net.cpu().eval()
         self.history_, self.selected_epoch_ = result.history, result.selected_epoch
-        self.trace_, self.events_ = trace_columns(unit.trace), list(unit.monitor.events)
+        self.trace_, self.events_ = unit.watch.columns(), list(unit.watch.events)
 
     def _score_batch(self, net, x):
         logit = net.logit(x)

@@ -76,6 +76,7 @@ class GAN:
             out = self.g(x)
             logit_real, f_real = self.d(x)
             logit_fake, f_fake = self.d(out.x_hat)
+        self.last_logits = (logit_real.detach().float(), logit_fake.detach().float())  # for the monitors
         out = type(out)(*(t.float() if t is not None else None for t in out))
         lg = generator_losses(cfg, x, out, f_real.float(), f_fake.float())
         return out, lg, discriminator_bce(logit_real.float(), logit_fake.float(), cfg.prob_eps)
@@ -106,9 +107,12 @@ class GAN:
     def reinit_d_if_collapsed(self, loss_d: float) -> bool:
         """GANomaly's cure for a discriminator that has won outright: start it afresh."""
         if self.cfg.d_reinit_below and loss_d < self.cfg.d_reinit_below:
-            init_weights(self.d)
+            self.reinit_d()
             return True
         return False
+
+    def reinit_d(self) -> None:
+        init_weights(self.d)
 
     def state(self) -> dict:
         state = {"g": self.g.state_dict(), "d": self.d.state_dict(), "opt_g": self.opt_g.state_dict(),

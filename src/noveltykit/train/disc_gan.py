@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..nets.dcgan import NORMS, init_weights
 from ..nets.noise_gan import NoiseGAN
 from .lr_control import LRControl, LRControlFields, set_lr
-from .pathology import STATS, PathologyFields, PathologyMonitor, batch_variance, discriminator_accuracy
+from .pathology import PathologyFields, PathologyMonitor, StepWatch
 from .stabilisers import clip_gradients, clamp_probability
 
 LOSSES = ("non-saturating", "minimax", "report")
@@ -129,17 +129,13 @@ class DiscGANUnit:
         self.opt_d = torch.optim.Adam(net.discriminator.parameters(), lr=cfg.lr, betas=betas)
         g_params = [p for m in (net.generator, net.encoder) if m is not None for p in m.parameters()]
         self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=betas) if g_params else None
-        self.control, self.monitor = LRControl.of(cfg), PathologyMonitor(cfg)
+        self.control, self.watch = LRControl.of(cfg), StepWatch(cfg)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # noise, saved with the state
         flat = x_train.flatten(1)  # the fixed Gaussian of the noise-contrastive variant
         self.noise_mean, self.noise_std = flat.mean(0), flat.std(0).clamp_min(1e-3)
         self.shape = tuple(x_train.shape[1:])
-        self.phase, self.step_count, self.d_steps = "gan", 0, 0
+        self.phase, self.d_steps, self.reinits = "gan", 0, 0
         self.last_g = torch.zeros(())
-        self.pending: list[torch.Tensor] = []  # per-step statistics not yet checked
-        self.pending_rates: list[tuple[float, float]] = []
-        self.trace: list[list[float]] = []  # per step: STATS + (lr_g, lr_d): the curves
-        self.reinits = 0
 
     # --- noise and fakes ---------------------------------------------------------------------------
     def _randn(self, *shape) -> torch.Tensor:
@@ -180,10 +176,7 @@ class DiscGANUnit:
                 rec = (self.net.reconstruct(x) - x).pow(2).mean()
             self._descend(self.opt_g, self.net.generator, loss_g + cfg.w_rec * rec)
             self.last_g = loss_g.detach()
-        self.pending.append(torch.stack([self.last_g.to(x.device), loss_d.detach(), batch_variance(fake.detach()),
-                                         discriminator_accuracy(logit_real.detach(), logit_fake.detach())]))
-        self.pending_rates.append(self.rates())
-        self.step_count += 1
+        self.watch.record(self.last_g.to(x.device), loss_d, fake, x, logit_real, logit_fake, self.rates())
         return torch.stack([self.last_g.to(x.device), loss_d.detach(), rec.detach()])
 
     def _descend(self, opt, clipped, loss) -> None:
@@ -207,14 +200,7 @@ class DiscGANUnit:
         return (self.opt_g.param_groups[0]["lr"] if self.opt_g else 0.0, self.opt_d.param_groups[0]["lr"])
 
     def sync(self, losses: torch.Tensor) -> None:
-        """Check the steps since the last sync; carry out `on_pathology` for what fired."""
-        if not self.pending:
-            return
-        rows = torch.stack(self.pending).cpu()
-        first = self.step_count - len(self.pending)
-        self.trace += [row + list(rates) for row, rates in zip(rows.tolist(), self.pending_rates)]
-        self.pending, self.pending_rates = [], []
-        self.monitor.act(self.monitor.check(first, rows), self.reinit_d)
+        self.watch.flush(self.reinit_d)
 
     def reinit_d(self) -> None:
         init_weights(self.net.discriminator)
@@ -230,7 +216,7 @@ class DiscGANUnit:
         lr_g, lr_d = self.rates()
         val_loss = float((1 - p).mean()) if self.phase == "gan" else float("inf")  # select="val": a GAN epoch
         return {"d_acc_val": float((p > 0.5).float().mean()), "val_loss": val_loss,
-                "pathology_events": len(self.monitor.events), "d_reinits": self.reinits, "lr_g": lr_g, "lr_d": lr_d}
+                "pathology_events": len(self.watch.events), "d_reinits": self.reinits, "lr_g": lr_g, "lr_d": lr_d}
 
     def scoring_module(self) -> NoiseGAN:
         return self.net
@@ -238,8 +224,7 @@ class DiscGANUnit:
     def state(self) -> dict:
         return {"net": self.net.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "opt_g": self.opt_g.state_dict() if self.opt_g else None, "generator": self.generator.get_state(),
-                "counters": [self.step_count, self.d_steps, self.reinits], "last_g": self.last_g.cpu(),
-                "trace": self.trace, "monitor": self.monitor.state()}
+                "counters": [self.d_steps, self.reinits], "last_g": self.last_g.cpu(), "watch": self.watch.state()}
 
     def load_state(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
@@ -247,18 +232,9 @@ class DiscGANUnit:
         if self.opt_g is not None:
             self.opt_g.load_state_dict(state["opt_g"])
         self.generator.set_state(state["generator"])
-        self.step_count, self.d_steps, self.reinits = state["counters"]
-        self.last_g, self.trace = state["last_g"], [list(r) for r in state["trace"]]
-        self.monitor.load_state(state["monitor"])
-
-
-TRACE_COLUMNS = ("step", *STATS, "lr_g", "lr_d")
-
-
-def trace_columns(trace: list[list[float]]) -> dict[str, list[float]]:
-    """The per-step trace as columns (what a results file stores)."""
-    return {name: [i for i in range(len(trace))] if name == "step" else [row[j - 1] for row in trace]
-            for j, name in enumerate(TRACE_COLUMNS)}
+        self.d_steps, self.reinits = state["counters"]
+        self.last_g = state["last_g"]
+        self.watch.load_state(state["watch"])
 
 
 def comparable(cfg: DiscGANConfig) -> dict:

@@ -18,6 +18,7 @@ from ..nets.dcgan import NORMS, Discriminator, Generator, GeneratorOutput
 from .adversarial import GAN, build_networks, generator_losses  # noqa: F401 (re-exported)
 from .loop import LoopConfig, train_loop
 from .lr_control import LRControl, LRControlFields
+from .pathology import PathologyFields, StepWatch
 
 # Bump when a change to training alters the weights a config trains to: cached teachers made by
 # older code are then trained afresh instead of reused.
@@ -31,9 +32,10 @@ VARIANTS = {  # variant -> (second encoder, score)
 
 
 @dataclass
-class GANConfig(LRControlFields):
+class GANConfig(LRControlFields, PathologyFields):
     """Hyper-parameters (what the model is) and budget (how long it trains), kept apart; the
-    learning-rate control fields (`lr_control`, ...) come from `LRControlFields`."""
+    learning-rate control fields (`lr_control`, ...) come from `LRControlFields`, the pathology
+    monitors' (`on_pathology`, ...) from `PathologyFields`."""
 
     variant: str = "ede"
     width: int = 64
@@ -78,6 +80,7 @@ class GANConfig(LRControlFields):
         if not 0 <= self.prob_eps < 0.5:
             raise ValueError(f"prob_eps must be in [0, 0.5), got {self.prob_eps}")
         LRControl.of(self)  # checks the control fields
+        StepWatch(self)  # and the monitors'
 
     @property
     def score_kind(self) -> str:
@@ -180,6 +183,8 @@ class TrainResult:
     discriminator: Discriminator
     history: list[dict] = field(default_factory=list)
     selected_epoch: int = 0
+    trace: dict[str, list[float]] = field(default_factory=dict)  # per step (StepWatch.columns)
+    pathology_events: list[dict] = field(default_factory=list)
 
 
 def loop_config(cfg: GANConfig, epochs: int | None = None) -> LoopConfig:
@@ -195,6 +200,7 @@ class GANUnit:
 
     def __init__(self, cfg: GANConfig, gan: GAN):
         self.cfg, self.gan, self.reinits = cfg, gan, 0
+        self.watch = StepWatch(cfg)  # the pathology monitors and the per-step curves
 
     def begin_epoch(self, epoch: int) -> dict:
         self.gan.train()
@@ -202,25 +208,28 @@ class GANUnit:
         return {}
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
-        _, lg, loss_d = self.gan.losses(x)
+        out, lg, loss_d = self.gan.losses(x)
         self.gan.update(lg["g"], loss_d)
+        self.watch.record(lg["g"], loss_d, out.x_hat, x, *self.gan.last_logits, self.gan.rates)
         return torch.stack([lg["g"], lg["con"], lg["enc"], lg["adv"], loss_d]).detach()
 
     def sync(self, losses: torch.Tensor) -> None:
         self.reinits += self.gan.reinit_d_if_collapsed(float(losses[4]))
+        self.watch.flush(self.gan.reinit_d)
 
     def end_epoch(self, x_val: torch.Tensor) -> dict:
         rates = dict(zip(("lr_g", "lr_d"), self.gan.rates)) if self.gan.lr_control.active else {}
-        return {"d_reinits": self.reinits, **rates, "val_loss": validation_loss(self.cfg, self.gan.scoring, x_val)}
+        return {"d_reinits": self.reinits, "pathology_events": len(self.watch.events), **rates, "val_loss": validation_loss(self.cfg, self.gan.scoring, x_val)}
 
     def scoring_module(self) -> Generator:
         return self.gan.scoring
 
     def state(self) -> dict:
-        return self.gan.state()
+        return {**self.gan.state(), "watch": self.watch.state()}
 
     def load_state(self, state: dict) -> None:
         self.gan.load_state(state)
+        self.watch.load_state(state["watch"])
 
 
 def train_gan(cfg: GANConfig, x_train: torch.Tensor, x_val: torch.Tensor, *,
@@ -234,10 +243,12 @@ def train_gan(cfg: GANConfig, x_train: torch.Tensor, x_val: torch.Tensor, *,
     torch.manual_seed(cfg.seed)
     x_train = subset(cfg, x_train).to(cfg.device)  # the whole normal set on the device: no loader
     gan = GAN(cfg, cfg.device)
-    result = train_loop(GANUnit(cfg, gan), loop_config(cfg), x_train, x_val, config=_comparable(cfg),
+    unit = GANUnit(cfg, gan)
+    result = train_loop(unit, loop_config(cfg), x_train, x_val, config=_comparable(cfg),
                         checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
                         monitor=on_epoch_end)
-    return TrainResult(gan.scoring, gan.d, result.history, result.selected_epoch)
+    return TrainResult(gan.scoring, gan.d, result.history, result.selected_epoch, unit.watch.columns(),
+                       list(unit.watch.events))
 
 
 def subset(cfg: GANConfig, x_train: torch.Tensor) -> torch.Tensor:
