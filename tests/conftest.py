@@ -58,3 +58,21 @@ def isolated_data_env(tmp_path, monkeypatch):
     monkeypatch.setenv("NOVELTYKIT_CACHE", str(tmp_path / "cache"))
     for var in ("NOVELTYKIT_DATA", "NOVELTYKIT_CIFAR10_JPEG", "NOVELTYKIT_TIMEOUT"):
         monkeypatch.delenv(var, raising=False)
+
+
+
+def fit_killed_then_resumed(monkeypatch, unit_cls, epoch: int, make_detector, x, checkpoint_dir):
+    """Fit `make_detector()` on x, killed at the start of `epoch` (the unit's `begin_epoch`
+    raises), then fit a new one resumed from `checkpoint_dir`; returns the resumed detector."""
+    from noveltykit.detectors.context import RunContext
+    begin = unit_cls.begin_epoch
+
+    def crash(unit, e):
+        if e == epoch:
+            raise KeyboardInterrupt
+        return begin(unit, e)
+    monkeypatch.setattr(unit_cls, "begin_epoch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        make_detector().configure(RunContext(checkpoint_dir=checkpoint_dir)).fit(x)
+    monkeypatch.setattr(unit_cls, "begin_epoch", begin)
+    return make_detector().configure(RunContext(checkpoint_dir=checkpoint_dir, resume=True)).fit(x)

@@ -144,23 +144,14 @@ def test_pathology_actions_stop_and_reinit_d(monkeypatch, tmp_path):
 @pytest.mark.parametrize("kw", [{}, {"generator": "none"}, {"init": "ae", "ae_epochs": 1, "joint_ae": True},
                                 {"loss": "minimax", "k": 2, "lr_control": "proportional"}])
 def test_gan_disc_variants_resume_exactly(tmp_path, monkeypatch, kw):
+    from conftest import fit_killed_then_resumed
     from noveltykit import detectors
-    from noveltykit.detectors.context import RunContext
     from noveltykit.train.disc_gan import DiscGANUnit
     _, x = _blobs()
     spec = {**GAN_DISC_FAST, **kw}
     whole = detectors.make("gan-disc", **spec).fit(x)
-    begin = DiscGANUnit.begin_epoch
-
-    def crash(unit, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return begin(unit, epoch)
-    monkeypatch.setattr(DiscGANUnit, "begin_epoch", crash)
-    with pytest.raises(KeyboardInterrupt):
-        detectors.make("gan-disc", **spec).configure(RunContext(checkpoint_dir=tmp_path)).fit(x)
-    monkeypatch.setattr(DiscGANUnit, "begin_epoch", begin)
-    resumed = detectors.make("gan-disc", **spec).configure(RunContext(checkpoint_dir=tmp_path, resume=True)).fit(x)
+    resumed = fit_killed_then_resumed(monkeypatch, DiscGANUnit, 2, lambda: detectors.make("gan-disc", **spec), x,
+                                      tmp_path)
     for (k, a), b in zip(whole.net_.state_dict().items(), resumed.net_.state_dict().values()):
         assert torch.equal(a, b), k
     assert whole.trace_ == resumed.trace_

@@ -12,7 +12,7 @@ from noveltykit.detectors.vae import kl_to_standard_normal
 from noveltykit.nets.conv import (ConvAutoencoder, DenseAutoencoder, SVDDNet, conv_encoder, lenet_decoder,
                                   lenet_encoder)
 
-from conftest import make_blobs_dataset
+from conftest import fit_killed_then_resumed, make_blobs_dataset
 
 
 def _full_jacobian_sq(encode, x):
@@ -209,23 +209,12 @@ def test_conv_builders_are_size_generic(size):
 
 @pytest.mark.parametrize("crash_epoch", [2, 3])  # at the fresh optimiser's first epoch, and after it
 def test_deep_svdd_fresh_optimizer_resumes_exactly(tmp_path, monkeypatch, crash_epoch):
-    from noveltykit.detectors.context import RunContext
     from noveltykit.train.model_unit import ModelUnit
     ds = make_blobs_dataset(n_train=40, channels=1, size=32)
     x = ds.train_x[ds.train_y == 0]
     kw = dict(width=4, code=8, pretrain_epochs=2, epochs=3, batch_size=8, fresh_optimizer=True, contrast_norm=True)
     whole = detectors.make("deep-svdd", **kw).fit(x)
-
-    begin = ModelUnit.begin_epoch
-
-    def crash(unit, epoch):
-        if epoch == crash_epoch:
-            raise KeyboardInterrupt
-        return begin(unit, epoch)
-    monkeypatch.setattr(ModelUnit, "begin_epoch", crash)
-    with pytest.raises(KeyboardInterrupt):
-        detectors.make("deep-svdd", **kw).configure(RunContext(checkpoint_dir=tmp_path)).fit(x)
-    monkeypatch.setattr(ModelUnit, "begin_epoch", begin)
-    resumed = detectors.make("deep-svdd", **kw).configure(RunContext(checkpoint_dir=tmp_path, resume=True)).fit(x)
+    resumed = fit_killed_then_resumed(monkeypatch, ModelUnit, crash_epoch, lambda: detectors.make("deep-svdd", **kw),
+                                      x, tmp_path)
     for (k, a), b in zip(whole.model_.state_dict().items(), resumed.model_.state_dict().values()):
         assert torch.equal(a, b), k
