@@ -126,10 +126,16 @@ def test_save_load_roundtrip(name, data, fitted, tmp_path):
     train, val, test, _, _ = data
     det = fitted
     det.save(tmp_path / "model")
-    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "weights.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["README.md", "config.json", "weights.safetensors"]
     loaded = detectors.load(tmp_path / "model")
     assert type(loaded) is type(det) and loaded.get_params() == det.get_params()
     assert loaded.threshold_ == det.threshold_
+    # what scoring needs is in the folder: the preprocessing, the threshold's origin, the training facts
+    assert (loaded.preprocessing_.channels, loaded.preprocessing_.size, loaded.preprocessing_.size) == det.input_shape_
+    assert loaded.training_["n_train"] == len(train) and loaded.training_["n_validation"] == len(val)
+    assert loaded.training_["validation_scores"]["above_threshold"] <= 1 - det.threshold_quantile + 1 / len(val)
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert f"`{name}`" in card and f"{len(val)} normal validation images" in card
     np.testing.assert_allclose(loaded.decision_function(test), det.decision_function(test), rtol=1e-6)
 
 

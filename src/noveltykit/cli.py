@@ -167,6 +167,34 @@ def cmd_linear_gan(args) -> int:
     return 0
 
 
+def cmd_fit(args) -> int:
+    from .apply.fit import fit_folder
+    det = fit_folder(args.method, args.train, args.out, image_size=args.image_size, val_dir=args.val,
+                     seed=args.seed, device=args.device, progress=not args.quiet)
+    t = det.training_
+    print(f"{det.name}: trained on {t['n_train']} images, threshold {det.threshold_:.6g} "
+          f"({det.threshold_quantile:g} quantile of {t['n_validation']} normal validation images); "
+          f"wrote {args.out} (model card: {args.out}/README.md)\n"
+          f"next: noveltykit score {args.out} NEW_IMAGES/ --out scores.csv --report report/")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from .apply.score import score_paths
+    rows = score_paths(args.model, args.paths, out=args.out, threshold=args.threshold, report=args.report,
+                       progress=not args.quiet)
+    scored = [r for r in rows if r.score is not None]
+    if args.out is None:  # the rows themselves, as CSV on standard output
+        import csv
+        writer = csv.writer(sys.stdout)
+        writer.writerow(("path", "score", "threshold", "is_novel", "error"))
+        writer.writerows((r.path, r.score, r.threshold, r.is_novel, r.error) for r in rows)
+    where = "".join(f"; wrote {p}" for p in (args.out, args.report and f"{args.report}/index.html") if p)
+    print(f"{len(scored)} scored, {sum(r.is_novel for r in scored)} novel, {len(rows) - len(scored)} unreadable"
+          f"{where}", file=sys.stderr)
+    return 0
+
+
 def cmd_detectors(args) -> int:
     from .detectors import available, make
     for name in available():
@@ -316,6 +344,42 @@ def build_parser() -> argparse.ArgumentParser:
     lin.add_argument("--seed", type=int, default=0)
     lin.add_argument("--out", required=True, help="folder for linear-gan.json and linear-gan.png")
     lin.set_defaults(func=cmd_linear_gan)
+
+    fit = sub.add_parser("fit", help="train a detector on a folder of your normal images and save it",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="Every image under --train is a normal training image (subfolders allowed; "
+                                     "when every image sits in a direct subfolder and there are two or more, their "
+                                     "names are class labels, which `certainty` uses). The threshold is the "
+                                     "detector's threshold_quantile of the scores of normal validation images: "
+                                     "--val, or a seeded share of --train. No test folder is needed.",
+                         epilog="example:\n  noveltykit fit --method knn --train photos/normal --out models/knn\n"
+                                "  noveltykit fit --method feat-knn:size=128 --train parts/ --image-size 128 "
+                                "--out models/parts")
+    fit.add_argument("--method", required=True, help="a detector spec, e.g. knn or conv-ae:epochs=20")
+    fit.add_argument("--train", required=True, help="folder of normal images")
+    fit.add_argument("--out", required=True, help="the model folder to write (new, or holding only a saved model)")
+    fit.add_argument("--image-size", type=int, default=32, help="images are resized to this side (default 32)")
+    fit.add_argument("--val", help="folder of normal validation images for the threshold (default: held out)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--device", help="cpu (default) or cuda[:N]")
+    fit.add_argument("--quiet", action="store_true")
+    fit.set_defaults(func=cmd_fit)
+
+    score = sub.add_parser("score", help="score image files and folders with a saved model",
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="One row per file: path, score (higher = more novel), threshold, is_novel, "
+                                       "error. Folders are read recursively. A file that cannot be read is a row "
+                                       "with its error, and the rest are still scored. Without --out the rows "
+                                       "go to standard output as CSV.",
+                           epilog="example:\n  noveltykit score models/knn new/ extra.png --out scores.csv "
+                                  "--report report/")
+    score.add_argument("model", help="a saved model folder (fit, or bench --save-models)")
+    score.add_argument("paths", nargs="+", help="image files and folders")
+    score.add_argument("--out", help="write the rows here: FILE.csv or FILE.jsonl")
+    score.add_argument("--threshold", type=float, help="use this threshold instead of the model's")
+    score.add_argument("--report", help="folder for an HTML page: score histogram, most novel and most normal images")
+    score.add_argument("--quiet", action="store_true")
+    score.set_defaults(func=cmd_score)
 
     det = sub.add_parser("detectors", help="list detectors and their default parameters")
     det.set_defaults(func=cmd_detectors)

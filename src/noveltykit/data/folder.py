@@ -104,6 +104,38 @@ def list_images(folder: Path) -> list[Path]:
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+def load_images(paths: list[Path], size: int, max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = False,
+                desc: str = "loading") -> list[np.ndarray]:
+    """Each file -> uint8 (C, size, size), with a progress bar; the first unusable file stops it."""
+    return [load_image(p, size, max_pixels) for p in tqdm(paths, desc=desc, unit="img", disable=not progress)]
+
+
+def channels_of(images: list[np.ndarray]) -> int:
+    """3 if any image is colour (the whole set is then RGB), else 1."""
+    return 3 if any(a.shape[0] == 3 for a in images) else 1
+
+
+def stack_images(images: list[np.ndarray], channels: int) -> np.ndarray:
+    """(N, channels, S, S): grey images repeated to 3 channels where the set is colour."""
+    return np.stack([np.repeat(a, channels // a.shape[0], axis=0) for a in images])
+
+
+def load_training_folder(folder: str | Path, *, size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,
+                         progress: bool = False) -> tuple[np.ndarray, list[Path], list[str], np.ndarray | None]:
+    """Every image under `folder` (subfolders allowed) as normal training images: (uint8 images,
+    their paths, class names, class labels or None). The classes are the direct subfolders, when
+    every image is in one and there are two or more (as `train/` of a folder dataset)."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: no such folder of training images")
+    paths = list_images(folder)
+    if not paths:
+        raise ValueError(f"{folder}: no images in it (files and folders starting with a dot are skipped)")
+    images = load_images(paths, size, max_pixels, progress, f"loading {folder.name}")
+    classes, groups = train_classes(folder, paths)
+    return stack_images(images, channels_of(images)), paths, classes, groups
+
+
 def load_folder(path: str | Path, *, size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,
                 progress: bool = False) -> ImageDataset:
     """Load PATH/train, PATH/test/normal, PATH/test/novel as an ImageDataset (see module doc)."""
@@ -119,20 +151,15 @@ def load_folder(path: str | Path, *, size: int = 32, max_pixels: int = DEFAULT_M
         if not files[key]:
             raise ValueError(f"folder dataset: {folder} is empty (no images).\n{LAYOUT}")
 
-    total = sum(len(v) for v in files.values())
-    bar = tqdm(total=total, desc=f"loading {root.name}", unit="img", disable=not progress)
-    arrays = {}
+    loaded = load_images([p for paths in files.values() for p in paths], size, max_pixels, progress,
+                         f"loading {root.name}")
+    arrays, start = {}, 0
     for key, paths in files.items():
-        arrays[key] = []
-        for p in paths:
-            arrays[key].append(load_image(p, size, max_pixels))
-            bar.update()
-    bar.close()
-
-    channels = 3 if any(a.shape[0] == 3 for group in arrays.values() for a in group) else 1
+        arrays[key], start = loaded[start:start + len(paths)], start + len(paths)
+    channels = channels_of(loaded)
 
     def stack(group: list[np.ndarray]) -> np.ndarray:
-        return np.stack([np.repeat(a, channels // a.shape[0], axis=0) for a in group])
+        return stack_images(group, channels)
 
     test_x = np.concatenate([stack(arrays["normal"]), stack(arrays["novel"])])
     test_y = np.array([0] * len(files["normal"]) + [1] * len(files["novel"]), dtype=np.int64)

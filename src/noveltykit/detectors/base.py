@@ -33,15 +33,18 @@ from safetensors.torch import save as save_tensors
 
 from .. import __version__
 from ..data.images import ImageDataset, to_float
+from ..data.imagespec import ImageSpec
 from ..fileio import atomic_dir
+from .card import model_card
 from .context import RunContext
 
-# A saved model: these two files and nothing else. SCHEMA_VERSION counts layouts of config.json
+# A saved model: these three files and nothing else. SCHEMA_VERSION counts layouts of config.json
 # (1: before it carried "schema" and the weights' sha256; 2: params still held run settings such as
-# checkpoint_dir and device); `load` reads every version up to it.
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
-MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE)
-MODEL_FORMAT, SCHEMA_VERSION = "noveltykit-detector", 3
+# checkpoint_dir and device; 3: before it recorded preprocessing, training facts and versions);
+# `load` reads every version up to it.
+CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "weights.safetensors", "README.md"
+MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
+MODEL_FORMAT, SCHEMA_VERSION = "noveltykit-detector", 4
 
 FLOAT_RANGE_SLACK = 1e-3  # float images may exceed [-1, 1] by rounding error only
 
@@ -200,7 +203,13 @@ class Detector:
             x_val = as_image_tensor(X_val, what="X_val", expect=tuple(x.shape[1:]))
         self.input_shape_ = tuple(int(s) for s in x.shape[1:])
         self._fit(x, x_val, labels)
-        self.threshold_ = self._threshold(self._score(x_val))
+        val_scores = self._score(x_val)
+        self.threshold_ = self._threshold(val_scores)
+        self.training_ = {"n_train": len(x), "n_validation": len(x_val),
+                          "validation": "X_val as given" if X_val is not None else
+                          f"a seeded {self.validation_fraction:g} of X (random_state {self.random_state})",
+                          "train_fingerprint": fingerprint(x),
+                          "validation_scores": score_summary(val_scores, self.threshold_)}
         self._after_fit(x, x_val)
         return self
 
@@ -216,8 +225,12 @@ class Detector:
     def predict(self, X) -> np.ndarray:
         return (self.decision_function(X) > self.threshold_).astype(np.int64)
 
-    def save(self, directory: str | Path) -> Path:
-        """Write `config.json` (name, params, threshold, weights' sha256) and `weights.safetensors`.
+    def save(self, directory: str | Path, *, preprocessing: ImageSpec | None = None, data: dict | None = None
+             ) -> Path:
+        """Write `config.json` (name, params, threshold and where it came from, the preprocessing
+        scoring needs, training facts, versions, weights' sha256), `weights.safetensors` and a
+        `README.md` model card. `preprocessing`: the images' spec (default: from the input shape,
+        with the loaders' rules); `data`: what the training images were (for the card).
 
         The folder is written beside its place and swapped in whole: a killed save leaves the old
         model or the new one. A folder holding anything else is refused, never replaced.
@@ -233,15 +246,44 @@ class Detector:
                                  "new or empty folder, or one holding only a saved model")
         tensors = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
         weights = save_tensors(tensors)
+        spec = preprocessing or getattr(self, "preprocessing_", None) or ImageSpec.of_shape(self.input_shape_)
+        if (spec.channels, spec.size, spec.size) != tuple(self.input_shape_):
+            raise ValueError(f"preprocessing {spec} does not give this model's input shape {self.input_shape_}")
         config = {"format": MODEL_FORMAT, "schema": SCHEMA_VERSION, "detector": self.name,
                   "params": self.get_params(), "threshold_": self.threshold_,
-                  "input_shape_": list(self.input_shape_), "fitted": self._info(),
-                  "weights_sha256": hashlib.sha256(weights).hexdigest(), "noveltykit_version": __version__}
+                  "input_shape_": list(self.input_shape_), "preprocessing": spec.to_dict(),
+                  "threshold_from": {"quantile": self.threshold_quantile, "of": "normal validation scores"},
+                  "training": {**getattr(self, "training_", {}), **({"data": data} if data else {})},
+                  "fitted": self._info(), "weights_sha256": hashlib.sha256(weights).hexdigest(),
+                  "noveltykit_version": __version__, "versions": package_versions()}
         with atomic_dir(directory) as tmp:
             (tmp / WEIGHTS_FILE).write_bytes(weights)
+            (tmp / CARD_FILE).write_text(model_card(config))
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         return directory
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+def fingerprint(x: torch.Tensor) -> str:
+    """A short hash of the training images: tells whether two models saw the same data."""
+    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def score_summary(scores: np.ndarray, threshold: float) -> dict:
+    """The validation scores in a few numbers, and the share above the threshold (the validation
+    false-alarm rate, about 1 - threshold_quantile by construction)."""
+    q = np.quantile(scores, [0.0, 0.5, 0.95, 1.0])
+    return {"min": float(q[0]), "median": float(q[1]), "q95": float(q[2]), "max": float(q[3]),
+            "above_threshold": float((scores > threshold).mean())}
+
+
+def package_versions() -> dict:
+    import platform
+    import sys
+
+    import safetensors
+    return {"noveltykit": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "safetensors": safetensors.__version__, "python": sys.version.split()[0], "platform": platform.machine()}

@@ -16,7 +16,7 @@ import torch
 from .. import __version__
 from ..train.gan import (TRAINING_CODE_VERSION, GANConfig, ScoreModule, build_networks, image_error,
                          latent_error, resolve_config, train_gan)
-from .base import CONFIG_FILE
+from .base import CONFIG_FILE, fingerprint  # noqa: F401 (fingerprint: re-exported)
 from .torch_base import TorchDetector
 from .registry import register
 
@@ -98,11 +98,6 @@ class _GANDetector(TorchDetector):
         """images (N, C, 32, 32) in [-1, 1] -> novelty scores (N,): what ONNX export traces."""
         self._check_fitted()
         return ScoreModule(self.generator_, self.config(self.input_shape_[0]).score_kind)
-
-
-def fingerprint(x: torch.Tensor) -> str:
-    """A short hash of the training images: tells whether two models saw the same data."""
-    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 @register

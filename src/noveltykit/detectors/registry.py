@@ -7,6 +7,7 @@ from pathlib import Path
 
 from safetensors.torch import load as load_tensors
 
+from ..data.imagespec import ImageSpec
 from ..features.weights import PretrainedWeightsMismatch
 from .base import CONFIG_FILE, SCHEMA_VERSION, WEIGHTS_FILE, Detector
 
@@ -83,7 +84,10 @@ def load(directory: str | Path) -> Detector:
         det = make(config["detector"], **params)
         det.threshold_ = float(config["threshold_"])
         det.input_shape_ = tuple(int(s) for s in config["input_shape_"])
-    except (ValueError, TypeError) as exc:
+        det.preprocessing_ = (ImageSpec.from_dict(config["preprocessing"]) if "preprocessing" in config
+                              else ImageSpec.of_shape(det.input_shape_))  # before schema 4: the loaders' rules
+        det.training_ = dict(config.get("training", {}))
+    except (ValueError, TypeError, KeyError) as exc:
         raise ModelFileError(f"{config_path}: {exc}") from None
     if not weights_path.is_file():
         raise ModelFileError(f"{weights_path}: missing")

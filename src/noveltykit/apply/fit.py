@@ -1,0 +1,37 @@
+"""`noveltykit fit`: train a detector on a folder of normal images, no test folder needed.
+
+Every image under the folder is a normal training image (subfolders allowed; when every image is
+in a direct subfolder and there are two or more, the subfolder names are class labels, which a
+classifier detector such as `certainty` uses and every other detector ignores). The threshold
+comes from normal validation images: `val_dir`, or the detector's seeded `validation_fraction` of
+the training images. The model folder records the preprocessing that scoring repeats.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.folder import load_training_folder
+from ..data.imagespec import ImageSpec
+from ..detectors import Detector, make
+from ..detectors.context import RunContext
+from ..eval.methods import MethodSpec
+
+
+def fit_folder(method: str, train_dir: str | Path, out: str | Path, *, image_size: int = 32,
+               val_dir: str | Path | None = None, seed: int = 0, device: str | None = None,
+               progress: bool = True) -> Detector:
+    spec = MethodSpec.parse(method)
+    detector = make(spec.detector, **{"random_state": seed, **dict(spec.params)})  # a bad spec fails before loading
+    x, paths, classes, labels = load_training_folder(train_dir, size=image_size, progress=progress)
+    x_val = None
+    if val_dir is not None:
+        x_val, _, _, _ = load_training_folder(val_dir, size=image_size, progress=progress)
+        if x_val.shape[1] != x.shape[1]:  # one rule for the pair: colour if either is
+            x, x_val = (ImageSpec(image_size, 3).conform_all(a) for a in (x, x_val))
+    detector.configure(RunContext(device=device, progress=progress))
+    detector.fit(x, x_val, y=labels)
+    data = {"source": str(Path(train_dir).expanduser().resolve()), "n_files": len(paths),
+            **({"classes": classes} if classes else {}),
+            **({"validation_source": str(Path(val_dir).expanduser().resolve())} if val_dir else {})}
+    detector.save(out, preprocessing=ImageSpec(image_size, int(x.shape[1])), data=data)
+    return detector

@@ -1,0 +1,115 @@
+"""`noveltykit score`: score image files and folders with a saved model.
+
+Each file is read with the model's own preprocessing (its size, its channels: a grey image for a
+colour model is repeated, a colour one for a grey model is turned to luminance). One row a file:
+path, score, threshold, is_novel and error. A file that cannot be read is a row with its error and
+no score; the run goes on. Rows come in the order the files were given (folders recursively,
+sorted).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data.folder import list_images, load_image
+from ..detectors import Detector, load
+from ..fileio import atomic_write_bytes
+
+BATCH = 256
+COLUMNS = ("path", "score", "threshold", "is_novel", "error")
+
+
+@dataclass
+class ScoreRow:
+    path: str
+    score: float | None
+    threshold: float
+    is_novel: bool | None
+    error: str = ""
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in COLUMNS}
+
+
+def expand(paths: list[str | Path]) -> list[Path]:
+    """Files as given; folders as every file under them (sorted, dot-files skipped)."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += list_images(p)
+        else:
+            out.append(p)  # a missing file becomes a row with its error
+    return out
+
+
+def read_for(detector: Detector, path: Path) -> np.ndarray:
+    """One file as the model's input: uint8 (C, size, size); ValueError naming the file if unusable."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    spec = detector.preprocessing_
+    return spec.conform(load_image(path, spec.size))
+
+
+def score_files(detector: Detector, files: list[Path], threshold: float | None = None, progress: bool = True,
+                batch: int = BATCH) -> list[ScoreRow]:
+    t = float(detector.threshold_ if threshold is None else threshold)
+    rows: list[ScoreRow] = []
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush():
+        if pending:
+            scores = detector.decision_function(np.stack([a for _, a in pending]))
+            for (i, _), s in zip(pending, scores):
+                rows[i].score, rows[i].is_novel = float(s), bool(s > t)
+            pending.clear()
+
+    for path in tqdm(files, desc="scoring", unit="img", disable=not progress):
+        rows.append(ScoreRow(str(path), None, t, None))
+        try:
+            pending.append((len(rows) - 1, read_for(detector, path)))
+        except ValueError as exc:
+            rows[-1].error = str(exc)
+        if len(pending) >= batch:
+            flush()
+    flush()
+    return rows
+
+
+def write_rows(rows: list[ScoreRow], out: str | Path) -> None:
+    """CSV or JSON lines, by the file's extension; written atomically."""
+    out = Path(out)
+    if out.suffix == ".jsonl":
+        data = "".join(json.dumps(r.as_dict()) + "\n" for r in rows)
+    elif out.suffix == ".csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, COLUMNS)
+        writer.writeheader()
+        writer.writerows(r.as_dict() for r in rows)
+        data = buf.getvalue()
+    else:
+        raise ValueError(f"{out}: --out must end in .csv or .jsonl")
+    atomic_write_bytes(out, data.encode())
+
+
+def score_paths(model: str | Path, paths: list[str | Path], *, out: str | Path | None = None,
+                threshold: float | None = None, report: str | Path | None = None, progress: bool = True
+                ) -> list[ScoreRow]:
+    if out is not None and Path(out).suffix not in (".csv", ".jsonl"):
+        raise ValueError(f"{out}: --out must end in .csv or .jsonl")  # before any work
+    detector = load(model)
+    files = expand(paths)
+    if not files:
+        raise ValueError(f"no files to score under {', '.join(map(str, paths))}")
+    rows = score_files(detector, files, threshold, progress)
+    if out is not None:
+        write_rows(rows, out)
+    if report is not None:
+        from .report import write_report
+        write_report(report, rows, detector)
+    return rows
