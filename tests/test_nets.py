@@ -40,3 +40,20 @@ def test_teacher_is_the_papers_size():
 def test_macs_counted_by_hand_for_one_conv():
     conv = torch.nn.Conv2d(3, 4, 4, 2, 1, bias=False)  # 16x16 output, 3*16 MACs per output value
     assert count_macs(conv, (3, 32, 32)) == 4 * 16 * 16 * 3 * 16
+
+
+def test_dcgan_networks_grow_a_block_at_64_and_stay_the_papers_at_32():
+    import numpy as np
+
+    from noveltykit import detectors
+    g32, g64 = Generator(1, 4), Generator(1, 4, size=64)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in g32.encoder.body) == 3
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in g64.encoder.body) == 4
+    out = g64(torch.zeros(2, 1, 64, 64))
+    assert out.x_hat.shape == (2, 1, 64, 64) and out.z1.shape == out.z2.shape == (2, 256, 1, 1)
+    assert Discriminator(3, 4, size=64)(torch.zeros(2, 3, 64, 64))[0].shape == (2,)
+    x = np.random.default_rng(0).integers(0, 256, (24, 1, 64, 64), dtype=np.uint8)
+    det = detectors.make("ede-gan", width=4, epochs=1, batch_size=8).fit(x)
+    assert det.decision_function(x[:3]).shape == (3,)
+    with pytest.raises(ValueError, match="32, 64, 128"):
+        detectors.make("ede-gan", width=4, epochs=1).fit(np.zeros((8, 1, 48, 48), np.uint8))

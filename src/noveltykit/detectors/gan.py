@@ -21,7 +21,7 @@ from .torch_base import TorchDetector
 from .registry import register
 
 # Config fields that the data or the detector decide, not the user.
-_DERIVED = {"variant", "channels", "seed", "device"}  # device: from the RunContext
+_DERIVED = {"variant", "channels", "size", "seed", "device"}  # device: from the RunContext
 GAN_PARAMS = [f.name for f in dataclasses.fields(GANConfig) if f.name not in _DERIVED]
 
 
@@ -48,16 +48,16 @@ class _GANDetector(TorchDetector):
     def _param_names(cls) -> list[str]:
         return super()._param_names() + GAN_PARAMS
 
-    def config(self, channels: int) -> GANConfig:
+    def config(self, channels: int, size: int = 32) -> GANConfig:
         return resolve_config(self.preset, self.budget, {n: getattr(self, n) for n in GAN_PARAMS},
-                              variant=self.variant, channels=channels, seed=self.random_state,
+                              variant=self.variant, channels=channels, size=size, seed=self.random_state,
                               device=self.context.torch_device)
 
     def _fit(self, x, x_val, y=None):
-        if tuple(x.shape[2:]) != (32, 32):
-            raise ValueError(f"{self.name}: the DCGAN networks take 32x32 images, got "
-                             f"{x.shape[2]}x{x.shape[3]}; load data through noveltykit.data (it resizes)")
-        cfg = self.config(channels=x.shape[1])
+        if x.shape[2] != x.shape[3] or x.shape[2] < 32 or x.shape[2] & (x.shape[2] - 1):
+            raise ValueError(f"{self.name}: the DCGAN networks take square images of 32, 64, 128, ... pixels, "
+                             f"got {x.shape[2]}x{x.shape[3]}; load data through noveltykit.data (it resizes)")
+        cfg = self.config(channels=x.shape[1], size=x.shape[2])
         ctx = self.context
         result = train_gan(cfg, x, x_val, checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume,
                            progress=ctx.progress, on_epoch_end=self._monitor())
@@ -76,7 +76,7 @@ class _GANDetector(TorchDetector):
         return latent_error(out) if self.config(x.shape[1]).score_kind == "latent" else image_error(x, out)
 
     def _build_modules(self, shape):
-        g, d = build_networks(self.config(channels=shape[0]))
+        g, d = build_networks(self.config(channels=shape[0], size=shape[1]))
         return {"g": g, "d": d}
 
     def _modules(self):
@@ -86,7 +86,7 @@ class _GANDetector(TorchDetector):
         self.generator_, self.discriminator_ = modules["g"], modules["d"]
 
     def _info(self) -> dict:
-        config = dataclasses.asdict(self.config(self.input_shape_[0]))
+        config = dataclasses.asdict(self.config(self.input_shape_[0], self.input_shape_[1]))
         config.pop("device")  # where it ran is not what it is
         return {**super()._info(), "config": config, "train_fingerprint": self.train_fingerprint_}
 
@@ -95,7 +95,7 @@ class _GANDetector(TorchDetector):
         self.train_fingerprint_ = info.get("train_fingerprint")
 
     def scoring_module(self) -> torch.nn.Module:
-        """images (N, C, 32, 32) in [-1, 1] -> novelty scores (N,): what ONNX export traces."""
+        """images (N, C, size, size) in [-1, 1] -> novelty scores (N,): what ONNX export traces."""
         self._check_fitted()
         return ScoreModule(self.generator_, self.config(self.input_shape_[0]).score_kind)
 

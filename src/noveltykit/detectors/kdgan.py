@@ -92,6 +92,8 @@ class KDGANDetector(_GANDetector):
         return teacher.fit(x, x_val)
 
     def _fit(self, x, x_val, y=None):
+        if tuple(x.shape[2:]) != (32, 32):
+            raise ValueError(f"kdgan distils the paper's 32x32 networks, got {x.shape[2]}x{x.shape[3]} images")
         teacher = self._teacher(x, x_val)
         student_cfg = self.config(channels=x.shape[1])
         teacher_cfg = dataclasses.replace(teacher.config(x.shape[1]), device=student_cfg.device)

@@ -2,6 +2,8 @@
 
 Width `u` sets every hidden layer: encoder u -> 2u -> 4u -> latent, decoder latent -> 4u -> 2u ->
 u -> channels. The teacher is u=64 (64-128-256); students use u=8, 2 or 1. All kernels are 4x4.
+`size` 64 (or any larger power of two) grows one stride-2 block per doubling, the width doubling
+again (64: u -> 2u -> 4u -> 8u); at 32 the networks are exactly the paper's.
 """
 from __future__ import annotations
 
@@ -35,21 +37,30 @@ def _check(width: int, channels: int) -> None:
         raise ValueError(f"images must have 1 or 3 channels, got {channels}")
 
 
-class Encoder(nn.Module):
-    """x (B, C, 32, 32) -> z (B, out, 1, 1). `features(x)` is the (B, 4u, 4, 4) map before the
-    last convolution: the discriminator's f(.) for the adversarial feature-matching loss."""
+def blocks(size: int) -> int:
+    """Stride-2 blocks from `size` down to 4x4: 3 at the paper's 32."""
+    n = (int(size) // 4).bit_length() - 1
+    if size < 32 or 4 * 2 ** n != size:
+        raise ValueError(f"the DCGAN networks take square images of 32, 64, 128, ... pixels, got {size}")
+    return n
 
-    def __init__(self, channels: int = 3, width: int = 64, out: int = LATENT, norm: str = "batch"):
+
+class Encoder(nn.Module):
+    """x (B, C, size, size) -> z (B, out, 1, 1). `features(x)` is the (B, 4u, 4, 4) map (at 32)
+    before the last convolution: the discriminator's f(.) for the adversarial feature-matching loss."""
+
+    def __init__(self, channels: int = 3, width: int = 64, out: int = LATENT, norm: str = "batch",
+                 size: int = IMAGE_SIZE):
         super().__init__()
         _check(width, channels)
         bias = norm == "none"  # a normalisation layer's shift makes a conv bias redundant
-        widths = [channels, width, 2 * width, 4 * width]
+        widths = [channels] + [width * 2 ** i for i in range(blocks(size))]
         layers: list[nn.Module] = []
         for c_in, c_out in zip(widths[:-1], widths[1:]):  # 32 -> 16 -> 8 -> 4
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=bias), norm_layer(norm, c_out),
                        nn.LeakyReLU(0.2, inplace=True)]
         self.body = nn.Sequential(*layers)
-        self.head = nn.Conv2d(4 * width, out, 4, 1, 0, bias=False)  # 4 -> 1
+        self.head = nn.Conv2d(widths[-1], out, 4, 1, 0, bias=False)  # 4 -> 1
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -59,15 +70,17 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z (B, latent, 1, 1) -> x_hat (B, C, 32, 32) in [-1, 1]."""
+    """z (B, latent, 1, 1) -> x_hat (B, C, size, size) in [-1, 1]."""
 
-    def __init__(self, channels: int = 3, width: int = 64, latent: int = LATENT, norm: str = "batch"):
+    def __init__(self, channels: int = 3, width: int = 64, latent: int = LATENT, norm: str = "batch",
+                 size: int = IMAGE_SIZE):
         super().__init__()
         _check(width, channels)
         bias = norm == "none"
-        layers: list[nn.Module] = [nn.ConvTranspose2d(latent, 4 * width, 4, 1, 0, bias=bias),  # 1 -> 4
-                                   norm_layer(norm, 4 * width), nn.ReLU(inplace=True)]
-        for c_in, c_out in ((4 * width, 2 * width), (2 * width, width)):  # 4 -> 8 -> 16
+        widths = [width * 2 ** i for i in reversed(range(blocks(size)))]  # 32: 4u, 2u, u
+        layers: list[nn.Module] = [nn.ConvTranspose2d(latent, widths[0], 4, 1, 0, bias=bias),  # 1 -> 4
+                                   norm_layer(norm, widths[0]), nn.ReLU(inplace=True)]
+        for c_in, c_out in zip(widths[:-1], widths[1:]):  # 4 -> 8 -> 16
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias), norm_layer(norm, c_out),
                        nn.ReLU(inplace=True)]
         layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]  # 16 -> 32
@@ -91,11 +104,11 @@ class Generator(nn.Module):
     """
 
     def __init__(self, channels: int = 3, width: int = 64, latent: int = LATENT, norm: str = "batch",
-                 second_encoder: bool = True):
+                 second_encoder: bool = True, size: int = IMAGE_SIZE):
         super().__init__()
-        self.encoder = Encoder(channels, width, latent, norm)
-        self.decoder = Decoder(channels, width, latent, norm)
-        self.encoder2 = Encoder(channels, width, latent, norm) if second_encoder else None
+        self.encoder = Encoder(channels, width, latent, norm, size)
+        self.decoder = Decoder(channels, width, latent, norm, size)
+        self.encoder2 = Encoder(channels, width, latent, norm, size) if second_encoder else None
 
     def forward(self, x: torch.Tensor) -> GeneratorOutput:
         z1 = self.encoder(x)
@@ -107,9 +120,9 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """The encoder's shape ending in one logit; `features(x)` is f(.) of the adversarial loss."""
 
-    def __init__(self, channels: int = 3, width: int = 64, norm: str = "batch"):
+    def __init__(self, channels: int = 3, width: int = 64, norm: str = "batch", size: int = IMAGE_SIZE):
         super().__init__()
-        self.net = Encoder(channels, width, out=1, norm=norm)
+        self.net = Encoder(channels, width, out=1, norm=norm, size=size)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.features(x)

@@ -25,8 +25,8 @@ def generator_losses(cfg, x, out, f_real, f_fake) -> dict[str, torch.Tensor]:
 
 def build_networks(cfg) -> tuple[Generator, Discriminator]:
     """Fresh networks for a GANConfig, DCGAN-initialised (draws from torch's global generator)."""
-    g = Generator(cfg.channels, cfg.width, norm=cfg.norm, second_encoder=cfg.second_encoder)
-    d = Discriminator(cfg.channels, cfg.width, norm=cfg.norm)
+    g = Generator(cfg.channels, cfg.width, norm=cfg.norm, second_encoder=cfg.second_encoder, size=cfg.size)
+    d = Discriminator(cfg.channels, cfg.width, norm=cfg.norm, size=cfg.size)
     init_weights(g)
     init_weights(d)
     if cfg.spectral_norm:

@@ -40,6 +40,7 @@ class GANConfig(LRControlFields, PathologyFields):
     variant: str = "ede"
     width: int = 64
     channels: int = 1
+    size: int = 32  # the images' side (from the data): 32 is the paper's networks, 64 grows a block
     norm: str = "batch"
     lr: float = 2e-3
     beta1: float = 0.5
