@@ -205,3 +205,20 @@ def test_curves_change_no_weight_and_no_score(tmp_path):
     scores = [np.load(tmp_path / str(c) / "scores" / f"{stem}.npz")["scores"] for c in (False, True)]
     np.testing.assert_array_equal(scores[0], scores[1])
     assert records[False]["threshold"] == records[True]["threshold"]
+
+
+def test_image_size_reaches_the_data_and_defines_the_experiment(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 12), ("test/normal", 4), ("test/novel", 4)):
+        folder = tmp_path / "data" / part
+        folder.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (80, 80), dtype=np.uint8)).save(folder / f"{i}.png")
+    cfg = lambda size: BenchConfig(dataset=f"folder:{tmp_path / 'data'}", methods=["knn:k=1"], image_size=size,  # noqa: E731
+                                   out=str(tmp_path / "out"), plots=False)
+    r = run_benchmark(cfg(64), progress=False)[0]
+    assert json.loads((tmp_path / "out" / "experiment.json").read_text())["image_size"] == 64
+    assert r["n_train"] + r["n_val"] == 12
+    with pytest.raises(ValueError, match="another experiment.*image_size"):
+        run_benchmark(cfg(32), progress=False)

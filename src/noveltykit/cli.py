@@ -44,7 +44,7 @@ def cmd_bench(args) -> int:
     from .eval.bench import BenchConfig, run_benchmark
     classes = "all" if args.classes == "all" else _csv(args.classes)
     cfg = BenchConfig(dataset=args.dataset, methods=args.method, protocol=args.protocol,
-                      classes=classes, seeds=args.seeds, val_fraction=args.val_fraction,
+                      classes=classes, seeds=args.seeds, val_fraction=args.val_fraction, image_size=args.image_size,
                       out=args.out, data_dir=args.data_dir, plots=not args.no_plots, curves=args.curves,
                       save_models=args.save_models, device=args.device,
                       command=shlex.join(["noveltykit", *args.argv]))
@@ -182,7 +182,7 @@ def cmd_fit(args) -> int:
 def cmd_score(args) -> int:
     from .apply.score import score_paths
     rows = score_paths(args.model, args.paths, out=args.out, threshold=args.threshold, report=args.report,
-                       progress=not args.quiet)
+                       progress=not args.quiet, memory=args.memory)
     scored = [r for r in rows if r.score is not None]
     if args.out is None:  # the rows themselves, as CSV on standard output
         import csv
@@ -192,6 +192,14 @@ def cmd_score(args) -> int:
     where = "".join(f"; wrote {p}" for p in (args.out, args.report and f"{args.report}/index.html") if p)
     print(f"{len(scored)} scored, {sum(r.is_novel for r in scored)} novel, {len(rows) - len(scored)} unreadable"
           f"{where}", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .apply.serve import serve  # ImportError without the serve extra: its message says what to install
+    pixels = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
+    serve(args.model, host=args.host, port=args.port, memory_dir=args.memory,
+          max_request_bytes=args.max_request_bytes, max_images=args.max_images, **pixels)
     return 0
 
 
@@ -234,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--protocol", default="one-vs-rest", choices=["one-vs-rest", "leave-one-out"])
     bench.add_argument("--classes", default="all", help="'all' or comma-separated indices/names")
     bench.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated, e.g. 0,1,2")
+    bench.add_argument("--image-size", type=int, default=32,
+                       help="load images at this side (default 32, the papers'); e.g. 128 for a folder of "
+                            "large images and the feat-* detectors at size=128")
     bench.add_argument("--val-fraction", type=float, default=0.1,
                        help="normal-only validation split carved from training images")
     bench.add_argument("--out", required=True, help="output folder; rerunning resumes")
@@ -378,8 +389,34 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", help="write the rows here: FILE.csv or FILE.jsonl")
     score.add_argument("--threshold", type=float, help="use this threshold instead of the model's")
     score.add_argument("--report", help="folder for an HTML page: score histogram, most novel and most normal images")
+    score.add_argument("--memory", metavar="DIR",
+                       help="a novelty memory folder (serve --memory): score with its confirmed novelties")
     score.add_argument("--quiet", action="store_true")
     score.set_defaults(func=cmd_score)
+
+    from .apply.limits import DEFAULT_MAX_IMAGES, DEFAULT_MAX_REQUEST_BYTES
+    srv = sub.add_parser("serve", help="score uploaded images over HTTP with a saved model (needs the serve extra)",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="Load the model once and serve: GET / (a page to upload images and see "
+                                     "their scores), GET /healthz, GET /v1/model (the model card), POST /v1/score "
+                                     "(multipart field `files`, repeated; optional `threshold`): one entry per "
+                                     "file with filename, score, threshold, is_novel and error, as `score` "
+                                     "gives. With --memory, POST /v1/memory/confirm adds confirmed novelties "
+                                     "and scoring uses them. A bad model folder fails here, before listening. "
+                                     "Needs: pip install 'noveltykit[serve]'.",
+                         epilog="example:\n  noveltykit serve models/knn --port 8000\n"
+                                "  curl -F files=@new/a.png -F files=@new/b.png http://127.0.0.1:8000/v1/score")
+    srv.add_argument("model", help="a saved model folder (fit, or bench --save-models)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--memory", metavar="DIR", help="a novelty memory folder (made if new), kept across restarts")
+    srv.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+                     help=f"larger request bodies get 413 (default {DEFAULT_MAX_REQUEST_BYTES:,})")
+    srv.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES,
+                     help=f"more files in one request get 413 (default {DEFAULT_MAX_IMAGES})")
+    srv.add_argument("--max-pixels", type=int,
+                     help="a larger image is that file's error, not decoded (default: fit's and score's limit)")
+    srv.set_defaults(func=cmd_serve)
 
     det = sub.add_parser("detectors", help="list detectors and their default parameters")
     det.set_defaults(func=cmd_detectors)

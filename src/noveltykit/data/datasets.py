@@ -88,7 +88,7 @@ def canonical_name(name: str) -> str:
 # --- loaders -------------------------------------------------------------------------------------
 
 def _load_idx(spec: DatasetSpec, class_names: list[str], data_dir, allow_fetch: bool,
-              progress: bool) -> ImageDataset:
+              progress: bool, size: int = SIZE) -> ImageDataset:
     got = ensure_files(spec, data_dir, allow_fetch=allow_fetch, progress=progress)
     train_x, train_y, test_x, test_y = (read_idx(got.paths[n]) for n in IDX_FILES)
     for images, labels, split in ((train_x, train_y, "train"), (test_x, test_y, "test")):
@@ -96,21 +96,21 @@ def _load_idx(spec: DatasetSpec, class_names: list[str], data_dir, allow_fetch: 
             raise ValueError(f"{spec.key} {split}: images {images.shape} do not match labels {labels.shape}")
     return ImageDataset(
         name=spec.key,
-        train_x=resize_uint8(train_x[:, None].astype(np.uint8), SIZE),
+        train_x=resize_uint8(train_x[:, None].astype(np.uint8), size),
         train_y=train_y.astype(np.int64),
-        test_x=resize_uint8(test_x[:, None].astype(np.uint8), SIZE),
+        test_x=resize_uint8(test_x[:, None].astype(np.uint8), size),
         test_y=test_y.astype(np.int64),
         class_names=list(class_names),
         source=got.source,
         info={"files": {n: str(p) for n, p in got.paths.items()}, "original_size": list(train_x.shape[1:]),
-              "size": SIZE},
+              "size": size},
     )
 
 
-def _cifar_dataset(name: str, arrays, source: str, info: dict) -> ImageDataset:
+def _cifar_dataset(name: str, arrays, source: str, info: dict, size: int = SIZE) -> ImageDataset:
     train_x, train_y, test_x, test_y = arrays
-    return ImageDataset(name, resize_uint8(train_x, SIZE), train_y, resize_uint8(test_x, SIZE), test_y,
-                        list(CIFAR10_CLASSES), source=source, info=info)
+    return ImageDataset(name, resize_uint8(train_x, size), train_y, resize_uint8(test_x, size), test_y,
+                        list(CIFAR10_CLASSES), source=source, info={**info, "size": size})
 
 
 def _jpeg_arrays(data_dir, allow_fetch: bool, progress: bool) -> tuple[tuple, str]:
@@ -141,43 +141,48 @@ def _exact_cifar(data_dir, allow_fetch: bool, progress: bool, errors: list[str])
     return None
 
 
-def _load_cifar10(data_dir, allow_fetch: bool, progress: bool) -> ImageDataset:
+def _load_cifar10(data_dir, allow_fetch: bool, progress: bool, size: int = SIZE) -> ImageDataset:
     errors: list[str] = []
     exact = _exact_cifar(data_dir, allow_fetch, progress, errors)
     if exact is not None:
         arrays, got = exact
-        return _cifar_dataset("cifar10", arrays, got.source, {"files": {n: str(p) for n, p in got.paths.items()}})
+        return _cifar_dataset("cifar10", arrays, got.source, {"files": {n: str(p) for n, p in got.paths.items()}},
+                              size)
     log(progress, "exact CIFAR-10 not found; using the JPEG copy (results are reported as cifar10-jpeg)")
     try:
-        ds = _load_cifar10_jpeg(data_dir, allow_fetch, progress)
+        ds = _load_cifar10_jpeg(data_dir, allow_fetch, progress, size)
     except DataUnavailableError as e:
         raise DataUnavailableError("\n\n".join(errors + [str(e)])) from e
     ds.info["fallback_from"] = "cifar10"
     return ds
 
 
-def _load_cifar10_jpeg(data_dir, allow_fetch: bool, progress: bool) -> ImageDataset:
+def _load_cifar10_jpeg(data_dir, allow_fetch: bool, progress: bool, size: int = SIZE) -> ImageDataset:
     arrays, source = _jpeg_arrays(data_dir, allow_fetch, progress)
-    return _cifar_dataset("cifar10-jpeg", arrays, source, {"note": JPEG_NOTE, "order": "by class, then file number"})
+    return _cifar_dataset("cifar10-jpeg", arrays, source, {"note": JPEG_NOTE, "order": "by class, then file number"},
+                          size)
 
 
 def load_dataset(name: str, data_dir: str | None = None, *, allow_fetch: bool = True,
-                 progress: bool = True) -> ImageDataset:
-    """Load a dataset by name: uint8 (N, C, 32, 32) images and int64 labels, standard train/test split.
+                 progress: bool = True, size: int = SIZE) -> ImageDataset:
+    """Load a dataset by name: uint8 (N, C, size, size) images (32 by default, the papers' size)
+    and int64 labels, standard train/test split.
 
     `cifar10` uses the exact original files when any source has them, else the JPEG copy, and then
     the returned name is `cifar10-jpeg`. `allow_fetch=False` uses only local sources.
     """
     key = canonical_name(name)
+    if int(size) < 8:
+        raise ValueError(f"image size must be >= 8, got {size}")
     if key.startswith("folder:"):
-        return load_folder(key[len("folder:"):], size=SIZE, progress=progress)
+        return load_folder(key[len("folder:"):], size=size, progress=progress)
     if key == "mnist":
-        return _load_idx(MNIST, MNIST_CLASSES, data_dir, allow_fetch, progress)
+        return _load_idx(MNIST, MNIST_CLASSES, data_dir, allow_fetch, progress, size)
     if key == "fashion-mnist":
-        return _load_idx(FASHION_MNIST, FASHION_MNIST_CLASSES, data_dir, allow_fetch, progress)
+        return _load_idx(FASHION_MNIST, FASHION_MNIST_CLASSES, data_dir, allow_fetch, progress, size)
     if key == "cifar10":
-        return _load_cifar10(data_dir, allow_fetch, progress)
-    return _load_cifar10_jpeg(data_dir, allow_fetch, progress)
+        return _load_cifar10(data_dir, allow_fetch, progress, size)
+    return _load_cifar10_jpeg(data_dir, allow_fetch, progress, size)
 
 
 # --- fetch / info (the CLI's `data fetch` and `data info`) ---------------------------------------

@@ -40,6 +40,7 @@ class BenchConfig:
     classes: list[int | str] | str = "all"
     seeds: list[int] = field(default_factory=lambda: [0])
     val_fraction: float = 0.1
+    image_size: int = 32  # images are loaded at this side (the papers' 32 by default)
     out: str = "runs/bench"
     data_dir: str | None = None
     plots: bool = True
@@ -157,11 +158,13 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
     is running are waited for at the end (and run here if that process died), and every finished cell
     is its own file. A cell that raises is recorded as failed and the run goes on; BenchFailed at the end.
     """
-    ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir, progress=progress)
+    ds = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir, progress=progress,
+                                                          size=cfg.image_size)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     store = CellStore(out)
-    experiment = {"dataset": ds.name, "protocol": cfg.protocol, "val_fraction": cfg.val_fraction}
+    experiment = {"dataset": ds.name, "protocol": cfg.protocol, "val_fraction": cfg.val_fraction,
+                  "image_size": int(ds.train_x.shape[-1])}
     store.check_experiment(experiment)  # written with the first finished cell, not before
     store.adopt_legacy()
     cells = [(c, s, m) for c in resolve_classes(ds, cfg.classes, cfg.protocol) for s in cfg.seeds

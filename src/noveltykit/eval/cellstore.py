@@ -21,7 +21,8 @@ from typing import Iterator
 from ..fileio import atomic_write_json, file_lock
 
 # Fields that define the experiment: every cell under one folder must agree on them.
-EXPERIMENT_FIELDS = ("dataset", "protocol", "val_fraction")
+EXPERIMENT_FIELDS = ("dataset", "protocol", "val_fraction", "image_size")
+EXPERIMENT_DEFAULTS = {"image_size": 32}  # what a folder written before the field existed ran at
 FAILED_SUFFIX = ".failed.json"
 
 
@@ -77,7 +78,8 @@ class CellStore:
         if not self.experiment_path.exists():
             return
         before = json.loads(self.experiment_path.read_text())
-        diff = {k: (before.get(k), v) for k, v in experiment.items() if before.get(k) != v}
+        was = {**EXPERIMENT_DEFAULTS, **before}
+        diff = {k: (was.get(k), v) for k, v in experiment.items() if was.get(k) != v}
         if diff:
             raise ValueError(f"{self.out} holds results of another experiment ({diff}, was -> now); "
                              "pick another --out")

@@ -72,7 +72,8 @@ def plot_gan_trace(path: str | Path, trace: dict[str, list[float]], title: str, 
     if gan_epochs:
         per_epoch = len(steps) / len(gan_epochs)
         ends = [(i + 1) * per_epoch for i in range(len(gan_epochs))]
-        ax_acc.plot(ends, [h["d_acc_val"] for h in gan_epochs], marker="o", label="D on normal validation")
+        if "d_acc_val" in gan_epochs[0]:
+            ax_acc.plot(ends, [h["d_acc_val"] for h in gan_epochs], marker="o", label="D on normal validation")
         if "diagnostic_novel_d_acc" in gan_epochs[0]:
             ax_acc.plot(ends, [h["diagnostic_novel_d_acc"] for h in gan_epochs], marker="s", c="C3",
                         label="D on held-out novel (diagnostic)")
