@@ -32,6 +32,9 @@ run: data
 	@echo "Full benchmarks (docs/benchmarks.md has each one's command, time and results), e.g.:"
 	@echo "  $(BIN)/noveltykit bench --dataset mnist --classes all --method ede-gan --out runs/ede-gan-mnist   # about 35 min"
 	@echo "  $(BIN)/noveltykit bench --dataset fashion-mnist --classes all --method knn pca kde ocsvm ede-gan --out runs/fmnist"
+	@echo "Report: runs/main/report.md. On your own images (a folder of normal ones, then new ones to score):"
+	@echo "  $(BIN)/noveltykit fit --method knn --train MY_NORMAL_IMAGES/ --out models/mine"
+	@echo "  $(BIN)/noveltykit score models/mine NEW_IMAGES/ --out scores.csv --report scores-report/"
 
 test: data
 	$(BIN)/python -m pytest -q

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data.folder import list_images, load_image
 from ..detectors import Detector, load
+from ..detectors.memory import NoveltyMemory
 from ..fileio import atomic_write_bytes
 
 BATCH = 256
@@ -57,14 +58,18 @@ def read_for(detector: Detector, path: Path) -> np.ndarray:
 
 
 def score_files(detector: Detector, files: list[Path], threshold: float | None = None, progress: bool = True,
-                batch: int = BATCH) -> list[ScoreRow]:
+                batch: int = BATCH, memory: str | Path | NoveltyMemory | None = None) -> list[ScoreRow]:
+    """`memory`: a novelty memory's folder (or an open one): scores count its confirmed novelties."""
     t = float(detector.threshold_ if threshold is None else threshold)
+    if memory is not None and not isinstance(memory, NoveltyMemory):
+        memory = NoveltyMemory.open(detector, memory)
+    scorer = detector.decision_function if memory is None else memory.score
     rows: list[ScoreRow] = []
     pending: list[tuple[int, np.ndarray]] = []
 
     def flush():
         if pending:
-            scores = detector.decision_function(np.stack([a for _, a in pending]))
+            scores = scorer(np.stack([a for _, a in pending]))
             for (i, _), s in zip(pending, scores):
                 rows[i].score, rows[i].is_novel = float(s), bool(s > t)
             pending.clear()
@@ -98,15 +103,15 @@ def write_rows(rows: list[ScoreRow], out: str | Path) -> None:
 
 
 def score_paths(model: str | Path, paths: list[str | Path], *, out: str | Path | None = None,
-                threshold: float | None = None, report: str | Path | None = None, progress: bool = True
-                ) -> list[ScoreRow]:
+                threshold: float | None = None, report: str | Path | None = None, progress: bool = True,
+                memory: str | Path | None = None) -> list[ScoreRow]:
     if out is not None and Path(out).suffix not in (".csv", ".jsonl"):
         raise ValueError(f"{out}: --out must end in .csv or .jsonl")  # before any work
     detector = load(model)
     files = expand(paths)
     if not files:
         raise ValueError(f"no files to score under {', '.join(map(str, paths))}")
-    rows = score_files(detector, files, threshold, progress)
+    rows = score_files(detector, files, threshold, progress, memory=memory)
     if out is not None:
         write_rows(rows, out)
     if report is not None:

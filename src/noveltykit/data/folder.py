@@ -19,6 +19,7 @@ Conversions (decided here, once, for every image):
 """
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -75,27 +76,39 @@ def image_to_array(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))  # CMYK, YCbCr, LAB, HSV, RGBX, ...
 
 
-def load_image(path: str | Path, size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """One image file -> uint8 (C, size, size) with C = 1 or 3; ValueError naming the file if unusable."""
+def _decode(source, name, size: int, max_pixels: int) -> np.ndarray:
+    """`source` (a path or a binary file object) -> uint8 (C, size, size); errors start with `name`."""
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own limit; ours (checked before decoding) is the one that decides
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 width, height = im.size
                 if width * height > max_pixels:
-                    raise ValueError(f"{path}: {width}x{height} = {width * height:,} pixels is over the limit of "
+                    raise ValueError(f"{name}: {width}x{height} = {width * height:,} pixels is over the limit of "
                                      f"{max_pixels:,} (max_pixels)")
                 im = ImageOps.exif_transpose(im)  # decodes the image: truncation shows up here
                 pixels = image_to_array(im)
     except Image.DecompressionBombError as e:
-        raise ValueError(f"{path}: image too large, over the pixel limit ({e})") from e
+        raise ValueError(f"{name}: image too large, over the pixel limit ({e})") from e
     except UnidentifiedImageError as e:
-        raise ValueError(f"{path}: not an image file Pillow can read") from e
+        raise ValueError(f"{name}: not an image file Pillow can read") from e
     except (OSError, SyntaxError, EOFError) as e:
-        raise ValueError(f"{path}: unreadable or truncated image ({e})") from e
+        raise ValueError(f"{name}: unreadable or truncated image ({e})") from e
     chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
     return resize_uint8(np.ascontiguousarray(chw)[None], size)[0]
+
+
+def load_image(path: str | Path, size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """One image file -> uint8 (C, size, size) with C = 1 or 3; ValueError naming the file if unusable."""
+    return _decode(path, path, size, max_pixels)
+
+
+def load_image_bytes(data: bytes, size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image"
+                     ) -> np.ndarray:
+    """An image file's contents (an upload) -> as `load_image`, by the same rules and limit; the
+    ValueError names `name` (the uploaded file's name)."""
+    return _decode(io.BytesIO(data), name, size, max_pixels)
 
 
 def list_images(folder: Path) -> list[Path]:
