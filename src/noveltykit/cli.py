@@ -196,7 +196,8 @@ def cmd_score(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .apply.serve import serve  # ImportError without the serve extra: its message says what to install
+    # without the serve extra this is an ImportError whose message says what to install
+    from .apply.serve import serve
     pixels = {} if args.max_pixels is None else {"max_pixels": args.max_pixels}
     serve(args.model, host=args.host, port=args.port, memory_dir=args.memory,
           max_request_bytes=args.max_request_bytes, max_images=args.max_images, **pixels)
