@@ -99,3 +99,9 @@ def test_image_spec_converts_channels_both_ways():
     assert ImageSpec(4, 1).conform(rgb)[0, 0, 0] == round(0.299 * 255)
     with pytest.raises(ValueError, match="differ"):
         ImageSpec.from_dict({**ImageSpec(4, 1).to_dict(), "scaling": "uint8 / 255"})
+
+
+def test_score_refuses_a_memory_folder_that_is_not_there(model, tmp_path, capsys):
+    files = write(tmp_path / "x", 1, False, 32, 3)
+    assert main(["score", str(model), str(files[0]), "--memory", str(tmp_path / "typo")]) == 2
+    assert "no novelty memory there" in capsys.readouterr().err

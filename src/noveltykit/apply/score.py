@@ -62,6 +62,8 @@ def score_files(detector: Detector, files: list[Path], threshold: float | None =
     """`memory`: a novelty memory's folder (or an open one): scores count its confirmed novelties."""
     t = float(detector.threshold_ if threshold is None else threshold)
     if memory is not None and not isinstance(memory, NoveltyMemory):
+        if not Path(memory).is_dir():  # scoring reads a bank; only `serve` starts new ones
+            raise ValueError(f"{memory}: no novelty memory there (confirm novelties through `serve --memory`)")
         memory = NoveltyMemory.open(detector, memory)
     scorer = detector.decision_function if memory is None else memory.score
     rows: list[ScoreRow] = []
