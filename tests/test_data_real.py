@@ -48,3 +48,36 @@ def test_real_cifar10_jpeg():
     assert np.bincount(ds.train_y).tolist() == [5000] * 10 and np.bincount(ds.test_y).tolist() == [1000] * 10
     mean = ds.train_x.mean(axis=(0, 2, 3)) / 255
     np.testing.assert_allclose(mean, [0.4913, 0.4821, 0.4465], atol=2e-4)  # the README's measured means
+
+
+def test_fit_score_loop_on_real_sneakers_written_as_files(tmp_path):
+    """The practitioner's loop on real images: Fashion-MNIST sneakers written out as PNG at 40x40
+    and JPEG at 128x128 are the normal folder; new sneakers, and bags, are scored from files."""
+    from PIL import Image
+
+    from noveltykit.cli import main
+    from noveltykit.eval.metrics import auroc
+    need_cached("fashion-mnist", IDX_FILES)
+    ds = load_dataset("fashion-mnist", allow_fetch=False, progress=False)
+
+    def write(images, folder, size, fmt):
+        folder.mkdir(parents=True)
+        for i, im in enumerate(images):
+            Image.fromarray(im[0]).resize((size, size), Image.BILINEAR).save(folder / f"{i:04d}.{fmt}")
+
+    sneakers, bags = ds.train_x[ds.train_y == 7], ds.test_x[ds.test_y == 8]
+    write(sneakers[:150], tmp_path / "normal" / "png40", 40, "png")
+    write(sneakers[150:300], tmp_path / "normal" / "jpg128", 128, "jpg")
+    write(ds.test_x[ds.test_y == 7][:40], tmp_path / "new" / "sneakers", 40, "png")
+    write(bags[:40], tmp_path / "new" / "bags", 128, "jpg")
+    assert main(["fit", "--method", "knn", "--train", str(tmp_path / "normal"), "--out", str(tmp_path / "m"),
+                 "--quiet"]) == 0
+    out = tmp_path / "s.jsonl"
+    assert main(["score", str(tmp_path / "m"), str(tmp_path / "new"), "--out", str(out), "--quiet"]) == 0
+    import json
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    is_bag = np.array(["bags" in r["path"] for r in rows])
+    scores = np.array([r["score"] for r in rows])
+    assert len(rows) == 80 and not any(r["error"] for r in rows)
+    assert auroc(is_bag, scores) > 0.95  # bags are far from sneakers at any resolution
+    assert np.mean([r["is_novel"] for r in rows if "bags" in r["path"]]) > 0.8
