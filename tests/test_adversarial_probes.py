@@ -5,14 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from noveltykit import detectors
 from noveltykit.cli import main
 from noveltykit.eval.adversarial import (clip_to_range, deepfool, detector_decision, fgsm, perturbation_norms,
                                          robustness)
 
-from conftest import make_blobs_dataset
+from conftest import make_blobs_dataset, write_folder_dataset
 
 
 def _linear(seed=0, shape=(1, 4, 4)):
@@ -154,11 +153,7 @@ def test_a_detector_without_gradients_is_refused(fitted_ae):
 
 
 def _write_folder(root, rng):
-    for sub, n, base in (("train", 24, 60), ("test/normal", 8, 60), ("test/novel", 8, 190)):
-        (root / sub).mkdir(parents=True)
-        for i in range(n):
-            img = np.clip(base + rng.normal(0, 10, (32, 32)), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / sub / f"{i}.png")
+    write_folder_dataset(root, rng, counts=(24, 8, 8), shape=(32, 32))
 
 
 def test_probe_command_writes_consistent_results(tmp_path, capsys):

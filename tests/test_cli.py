@@ -6,13 +6,11 @@ from PIL import Image
 
 from noveltykit.cli import main
 
+from conftest import write_folder_dataset
+
 
 def _write_folder(root, rng):
-    for sub, n, base in (("train", 40, 60), ("test/normal", 15, 60), ("test/novel", 15, 190)):
-        (root / sub).mkdir(parents=True)
-        for i in range(n):
-            img = np.clip(base + rng.normal(0, 10, (20, 24)), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(root / sub / f"{i}.png")
+    write_folder_dataset(root, rng, counts=(40, 15, 15), shape=(20, 24))
 
 
 def test_bench_on_folder_dataset(tmp_path, capsys):

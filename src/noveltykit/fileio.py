@@ -128,6 +128,18 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
 _SAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
+def check_replaceable(directory: Path, own_files: tuple[str, ...], what: str) -> None:
+    """Refuse to replace a folder (as `atomic_dir` does) unless it is new, empty or holds only
+    `own_files`: a folder holding anything else is never swapped away."""
+    if directory.exists():
+        if not directory.is_dir():
+            raise ValueError(f"{directory}: exists and is not a folder; {what} is a folder")
+        others = sorted(p.name for p in directory.iterdir() if p.name not in own_files)
+        if others:
+            raise ValueError(f"{directory}: holds other files ({', '.join(others[:3])}); use a new or empty "
+                             f"folder, or one holding only {what}")
+
+
 def safe_name(text: str, max_len: int = 48) -> str:
     """A file name made from user text: safe characters only, then a short hash of the whole text.
 

@@ -34,7 +34,7 @@ from safetensors.torch import save as save_tensors
 from .. import __version__
 from ..data.images import ImageDataset, to_float
 from ..data.imagespec import ImageSpec
-from ..fileio import atomic_dir
+from ..fileio import atomic_dir, check_replaceable
 from .card import model_card
 from .context import RunContext
 
@@ -237,13 +237,7 @@ class Detector:
         """
         self._check_fitted()
         directory = Path(directory)
-        if directory.exists():
-            if not directory.is_dir():
-                raise ValueError(f"{directory}: exists and is not a folder; save a model into a folder")
-            others = sorted(p.name for p in directory.iterdir() if p.name not in MODEL_FILES)
-            if others:
-                raise ValueError(f"{directory}: holds other files ({', '.join(others[:3])}); save into a "
-                                 "new or empty folder, or one holding only a saved model")
+        check_replaceable(directory, MODEL_FILES, "a saved model")
         tensors = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
         weights = save_tensors(tensors)
         spec = preprocessing or getattr(self, "preprocessing_", None) or ImageSpec.of_shape(self.input_shape_)

@@ -45,7 +45,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from ..fileio import atomic_dir
+from ..fileio import atomic_dir, check_replaceable
 from .base import Detector, as_image_tensor
 from .distances import DEFAULT_BLOCK_ELEMS, flatten, sq_dist_blocks
 from .knn import KNNDetector, knn_distances
@@ -294,13 +294,7 @@ class NoveltyMemory:
 
 def _check_folder(directory: Path) -> None:
     """A bank's folder holds the bank's files and nothing else (it is replaced whole on save)."""
-    if directory.exists():
-        if not directory.is_dir():
-            raise ValueError(f"{directory}: exists and is not a folder; a novelty memory is a folder")
-        others = sorted(p.name for p in directory.iterdir() if p.name not in BANK_FILES)
-        if others:
-            raise ValueError(f"{directory}: holds other files ({', '.join(others[:3])}), not a novelty "
-                             "memory; use a new or empty folder")
+    check_replaceable(directory, BANK_FILES, "a novelty memory")
 
 
 def _read_bank(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
