@@ -218,3 +218,27 @@ def test_deep_svdd_fresh_optimizer_resumes_exactly(tmp_path, monkeypatch, crash_
                                       x, tmp_path)
     for (k, a), b in zip(whole.model_.state_dict().items(), resumed.model_.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_deep_svdd_fine_tune_is_the_last_epochs_of_each_phase_at_a_tenth(tmp_path, monkeypatch):
+    from noveltykit.train.model_unit import ModelUnit
+    det = detectors.make("deep-svdd", pretrain_epochs=4, epochs=3, fine_tune=2, lr=1e-3)
+    assert [det._lr_at(e) for e in range(7)] == [1e-3, 1e-3, 1e-4, 1e-4, 1e-3, 1e-4, 1e-4]
+    with pytest.raises(ValueError, match="fine_tune"):
+        detectors.make("deep-svdd", pretrain_epochs=4, epochs=3, fine_tune=4)
+    seen = []
+    step = ModelUnit.step
+
+    def spy(unit, *args):
+        seen.append(unit.opt.param_groups[0]["lr"])
+        return step(unit, *args)
+    monkeypatch.setattr(ModelUnit, "step", spy)
+    x = make_blobs_dataset(n_train=24, channels=1, size=32).train_x[:16]
+    kw = dict(width=4, code=8, pretrain_epochs=2, epochs=2, fine_tune=1, batch_size=16, lr=1e-3)
+    detectors.make("deep-svdd", **kw).fit(x[:14], x[14:])
+    assert seen == [1e-3, 1e-4, 1e-3, 1e-4]  # one step an epoch: each epoch's rate as scheduled
+    # a resume sets the rate of the epoch it resumes at: killed before epoch 3, resumed there
+    seen.clear()
+    resumed = fit_killed_then_resumed(monkeypatch, ModelUnit, 3, lambda: detectors.make("deep-svdd", **kw), x,
+                                      tmp_path)
+    assert resumed.history_[-1]["epoch"] == 3 and seen == [1e-3, 1e-4, 1e-3, 1e-4]

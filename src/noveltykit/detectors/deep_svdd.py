@@ -16,6 +16,9 @@ Their recipe, and why:
   image, then the training images' range mapped onto [-1, 1] (`nets.conv.ContrastNorm`).
 - `fresh_optimizer=True`: a new Adam for the Deep SVDD phase, as their separate pre-training run
   gives; False keeps the pre-training moments.
+- `fine_tune=F`: their two-phase learning-rate schedule ("searching + fine-tuning"): the last F
+  epochs of each phase (pre-training, then Deep SVDD) at lr / 10. Ruff et al. train CIFAR-10
+  250 + 100 epochs of pre-training and 150 + 100 of Deep SVDD.
 - `lr` 1e-4 (Ruff et al.'s), chosen over 1e-3 and the two options above on the training-only
   development split (docs/reconstruction.md, "Deep SVDD: the development-split study").
 Pre-training epochs record val_loss = inf, so `select="val"` always picks a Deep SVDD epoch.
@@ -41,7 +44,7 @@ class DeepSVDDDetector(TrainedDetector):
 
     def __init__(self, width: int = 16, code: int = 32, arch: str = "dcgan", objective: str = "one-class", nu: float = 0.1,
                  pretrain_epochs: int = 10, eps: float = 0.1, bias: bool = False, contrast_norm: bool = False,
-                 fresh_optimizer: bool = False, epochs: int = CPU_EPOCHS, lr: float = 1e-4,
+                 fresh_optimizer: bool = False, fine_tune: int = 0, epochs: int = CPU_EPOCHS, lr: float = 1e-4,
                  weight_decay: float = 1e-6, **base):
         if bias:
             raise ValueError("deep-svdd: a network with bias terms can map every image to the centre "
@@ -50,11 +53,14 @@ class DeepSVDDDetector(TrainedDetector):
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         if not 0 < float(nu) <= 1 or float(eps) <= 0 or int(pretrain_epochs) < 0:
             raise ValueError(f"need 0 < nu <= 1, eps > 0, pretrain_epochs >= 0; got {nu}, {eps}, {pretrain_epochs}")
+        if not 0 <= int(fine_tune) <= min(int(epochs), int(pretrain_epochs) or int(epochs)):
+            raise ValueError(f"fine_tune must be in [0, the epochs of each phase], got {fine_tune} "
+                             f"(pretrain_epochs {pretrain_epochs}, epochs {epochs})")
         if arch not in SVDD_ARCHS:
             raise ValueError(f"arch must be one of {SVDD_ARCHS}, got {arch!r}")
         self.width, self.code, self.arch, self.objective, self.nu = int(width), int(code), arch, objective, float(nu)
         self.pretrain_epochs, self.eps, self.bias = int(pretrain_epochs), float(eps), bool(bias)
-        self.contrast_norm, self.fresh_optimizer = bool(contrast_norm), bool(fresh_optimizer)
+        self.contrast_norm, self.fresh_optimizer, self.fine_tune = bool(contrast_norm), bool(fresh_optimizer), int(fine_tune)
         self._phase = "svdd"
         super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, **base)
 
@@ -69,6 +75,11 @@ class DeepSVDDDetector(TrainedDetector):
 
     def _fresh_optimizer_at(self):
         return self.pretrain_epochs if self.fresh_optimizer and self.pretrain_epochs else None
+
+    def _lr_at(self, epoch: int) -> float:
+        """lr, or lr / 10 in the last `fine_tune` epochs of each phase."""
+        phase_end = self.pretrain_epochs if self._pretraining(epoch) else self.pretrain_epochs + self.epochs
+        return self.lr / 10 if epoch >= phase_end - self.fine_tune else self.lr
 
     def _pretraining(self, epoch: int) -> bool:
         return epoch < self.pretrain_epochs

@@ -131,6 +131,10 @@ class TrainedDetector(TorchDetector):
         """The epoch from which training starts over with a new optimiser (none by default)."""
         return None
 
+    def _lr_at(self, epoch: int) -> float:
+        """The learning rate of an epoch: `lr` throughout unless a subclass schedules it."""
+        return self.lr
+
     # --- the rest, once ---------------------------------------------------------------------------
     def loop_config(self) -> LoopConfig:
         return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, seed=self.random_state,
@@ -146,7 +150,7 @@ class TrainedDetector(TorchDetector):
                          lambda xv: self._val_loss(unit.scoring_module(), xv), self.loss_names, lr=self.lr,
                          weight_decay=self.weight_decay, seed=self.random_state, ema_decay=self.ema_decay,
                          on_epoch=lambda epoch: self._on_epoch(model, x, epoch),
-                         fresh_optimizer_at=self._fresh_optimizer_at())
+                         fresh_optimizer_at=self._fresh_optimizer_at(), lr_at=self._lr_at)
         ctx = self.context
         result = train_loop(unit, self.loop_config(), x, x_val,
                             config={"detector": self.name, "params": self.get_params(), "shape": list(x.shape[1:])},

@@ -22,7 +22,7 @@ class ModelUnit:
     def __init__(self, model: nn.Module, loss: LossFn, val_loss: Callable[[torch.Tensor], float],
                  loss_names: tuple[str, ...], *, lr: float, weight_decay: float = 0.0, seed: int = 0,
                  ema_decay: float = 0.0, on_epoch: Callable[[int], dict] | None = None,
-                 fresh_optimizer_at: int | None = None):
+                 fresh_optimizer_at: int | None = None, lr_at: Callable[[int], float] | None = None):
         self.model, self.loss, self.val_loss, self.loss_names = model, loss, val_loss, ("loss", *loss_names)
         self.lr, self.weight_decay = lr, weight_decay
         self.opt = self._new_optimizer()
@@ -32,6 +32,7 @@ class ModelUnit:
         self.ema = EMA(model, ema_decay, average_buffers=False) if ema_decay else None
         self.generator = torch.Generator().manual_seed(seed)
         self.on_epoch = on_epoch  # e.g. a phase change (Deep SVDD's centre after pre-training)
+        self.lr_at = lr_at  # the learning rate of each epoch (a schedule); None: `lr` throughout
 
     def _new_optimizer(self) -> torch.optim.Adam:
         return torch.optim.Adam(self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -40,6 +41,9 @@ class ModelUnit:
         self.model.train()
         if epoch == self.fresh_optimizer_at:  # before the epoch's steps; a resume past it loads its state
             self.opt = self._new_optimizer()
+        if self.lr_at is not None:  # set every epoch, so a resume sets it too
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr_at(epoch)
         return self.on_epoch(epoch) if self.on_epoch is not None else {}
 
     def step(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
