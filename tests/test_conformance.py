@@ -33,7 +33,7 @@ FAST_PARAMS = {"ocsvm": {"max_train": 200}, "ede-gan": GAN_FAST, "ed-gan": GAN_F
                "kdgan": KDGAN_FAST, "feat-knn": FEAT_FAST, "feat-gauss": FEAT_FAST,
                "feat-ocsvm": {**FEAT_FAST, "max_train": 200}, "feat-bayes": {**FEAT_FAST, "n_components": 8},
                "selfsup": {"epochs": 3, "batch_size": 8}, "certainty": {"epochs": 5, "batch_size": 8},
-               "bayes-factor": {"n_components": 8}, "gan-disc": {"width": 8, "code": 16, "epochs": 10, "batch_size": 8}}
+               "bayes-factor": {"n_components": 8}, "gan-disc": {"width": 8, "code": 16, "epochs": 5, "batch_size": 8}}
 
 
 @pytest.fixture(scope="module")
