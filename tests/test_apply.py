@@ -105,3 +105,17 @@ def test_score_refuses_a_memory_folder_that_is_not_there(model, tmp_path, capsys
     files = write(tmp_path / "x", 1, False, 32, 3)
     assert main(["score", str(model), str(files[0]), "--memory", str(tmp_path / "typo")]) == 2
     assert "no novelty memory there" in capsys.readouterr().err
+
+
+def test_fit_reads_images_at_a_feature_detectors_own_size(tmp_path):
+    from conftest import needs_weights
+    if needs_weights.args[0]:
+        pytest.skip(needs_weights.kwargs["reason"])
+    write(tmp_path / "normal", 12, True, 80, 0)
+    assert main(["fit", "--method", "feat-knn:size=64,k=2", "--train", str(tmp_path / "normal"), "--out",
+                 str(tmp_path / "m"), "--quiet"]) == 0
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["preprocessing"]["size"] == 64 and config["input_shape_"] == [3, 64, 64]
+    assert main(["fit", "--method", "knn", "--train", str(tmp_path / "normal"), "--out", str(tmp_path / "k"),
+                 "--quiet"]) == 0
+    assert json.loads((tmp_path / "k" / "config.json").read_text())["preprocessing"]["size"] == 32

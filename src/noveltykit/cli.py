@@ -370,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--method", required=True, help="a detector spec, e.g. knn or conv-ae:epochs=20")
     fit.add_argument("--train", required=True, help="folder of normal images")
     fit.add_argument("--out", required=True, help="the model folder to write (new, or holding only a saved model)")
-    fit.add_argument("--image-size", type=int, default=32, help="images are resized to this side (default 32)")
+    fit.add_argument("--image-size", type=int, help="images are resized to this side (default: the size the "
+                                                    "detector reads at, e.g. feat-knn's size; else 32)")
     fit.add_argument("--val", help="folder of normal validation images for the threshold (default: held out)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--device", help="cpu (default) or cuda[:N]")

@@ -4,7 +4,9 @@ Every image under the folder is a normal training image (subfolders allowed; whe
 in a direct subfolder and there are two or more, the subfolder names are class labels, which a
 classifier detector such as `certainty` uses and every other detector ignores). The threshold
 comes from normal validation images: `val_dir`, or the detector's seeded `validation_fraction` of
-the training images. The model folder records the preprocessing that scoring repeats.
+the training images. The model folder records the preprocessing that scoring repeats. Images are
+read at `image_size`; by default at the size the detector reads best (a pretrained-feature
+detector's extraction size, so its features never come from a 32x32 thumbnail), else 32.
 """
 from __future__ import annotations
 
@@ -17,11 +19,13 @@ from ..detectors.context import RunContext
 from ..eval.methods import MethodSpec
 
 
-def fit_folder(method: str, train_dir: str | Path, out: str | Path, *, image_size: int = 32,
+def fit_folder(method: str, train_dir: str | Path, out: str | Path, *, image_size: int | None = None,
                val_dir: str | Path | None = None, seed: int = 0, device: str | None = None,
                progress: bool = True) -> Detector:
     spec = MethodSpec.parse(method)
     detector = make(spec.detector, **{"random_state": seed, **dict(spec.params)})  # a bad spec fails before loading
+    # unless told: the detector's own size (a feature extractor's), else the papers' 32
+    image_size = int(image_size or detector.preferred_image_size() or 32)
     x, paths, classes, labels = load_training_folder(train_dir, size=image_size, progress=progress)
     x_val = None
     if val_dir is not None:

@@ -135,6 +135,11 @@ class Detector:
         self.random_state = random_state
         self.context = RunContext()
 
+    def preferred_image_size(self) -> int | None:
+        """The side this detector reads images at best (e.g. a feature extractor's own size), for
+        loaders that may choose; None: any size (the papers' 32 by default)."""
+        return None
+
     def configure(self, context: RunContext) -> "Detector":
         """Set how the next fit runs (see `RunContext`); returns the detector."""
         if not isinstance(context, RunContext):

@@ -43,6 +43,10 @@ class FeatureDetector(Detector):
         self.feature_store, self.feature_seconds_ = None, None
         self._val_features: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def preferred_image_size(self) -> int:
+        """The extractor's size: images read at it are never a thumbnail scaled back up."""
+        return self.size
+
     def configure(self, context):
         super().configure(context)
         self.feature_store, self.feature_seconds_ = None, None
