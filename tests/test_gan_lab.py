@@ -194,3 +194,11 @@ def test_bench_records_the_trace_events_and_step_curves(tmp_path):
     assert [h["phase"] for h in r["history"]] == ["ae", "gan", "gan"]
     assert r["pathology_events"] == [] or all({"monitor", "step", "value"} == set(e) for e in r["pathology_events"])
     assert (tmp_path / r["steps_plot"]).stat().st_size > 1000
+
+
+def test_gan_disc_generator_none_from_a_method_spec():
+    from noveltykit import detectors
+    from noveltykit.eval.methods import MethodSpec
+    spec = MethodSpec.parse("gan-disc:generator=none,lr_control=none")
+    det = detectors.make(spec.detector, **dict(spec.params))
+    assert det.generator == "none" and det.lr_control == "none"

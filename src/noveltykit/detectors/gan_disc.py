@@ -40,6 +40,9 @@ class GANDiscriminatorDetector(TorchDetector):
         if unknown:
             raise ValueError(f"gan-disc: unknown parameter(s) {sorted(unknown)}; valid: {self._param_names()}")
         self.score, self.select, self.patience, self.min_delta = score, select, int(patience), float(min_delta)
+        for name in ("generator", "lr_control"):  # a spec's `generator=none` arrives as None
+            if name in config and config[name] is None:
+                config[name] = "none"
         defaults = DiscGANConfig()
         for name in CONFIG_PARAMS:
             setattr(self, name, config.get(name, getattr(defaults, name)))
