@@ -24,7 +24,7 @@ from ..data.protocols import PROTOCOLS, make_split
 from ..detectors import make
 from ..detectors.context import RunContext
 from ..features.store import dataset_feature_store
-from ..fileio import atomic_write_bytes, remove_tree_inside, safe_name
+from ..fileio import atomic_write_bytes, atomic_write_json, remove_tree_inside, safe_name
 from .cellstore import EXPERIMENT_FIELDS, CellStore, cell_id, cell_key, load_results  # noqa: F401 (API)
 from .methods import MethodSpec
 from .metrics import all_metrics, auroc
@@ -265,6 +265,9 @@ def _run_and_file(ds, cfg: BenchConfig, cell, store: CellStore, experiment: dict
             steps = plot_gan_trace(out / "plots" / f"{stem}_steps.png", record["trace"], title,
                                    record.get("pathology_events", []), record.get("history", []))
             record["steps_plot"] = str(steps.relative_to(out))
+    if record.get("trace"):  # thousands of numbers a cell: a file of its own, not in results.json
+        atomic_write_json(out / "traces" / f"{stem}.json", record.pop("trace"))
+        record["trace_file"] = f"traces/{stem}.json"
     store.add(record, experiment)
     if (out / "checkpoints" / stem).exists():  # the cell is safe in cells/
         remove_tree_inside(out, out / "checkpoints" / stem)
