@@ -180,15 +180,12 @@ def cmd_fit(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from .apply.score import score_paths
+    from .apply.score import rows_as_csv, score_paths
     rows = score_paths(args.model, args.paths, out=args.out, threshold=args.threshold, report=args.report,
                        progress=not args.quiet, memory=args.memory)
     scored = [r for r in rows if r.score is not None]
     if args.out is None:  # the rows themselves, as CSV on standard output
-        import csv
-        writer = csv.writer(sys.stdout)
-        writer.writerow(("path", "score", "threshold", "is_novel", "error"))
-        writer.writerows((r.path, r.score, r.threshold, r.is_novel, r.error) for r in rows)
+        sys.stdout.write(rows_as_csv(rows))
     where = "".join(f"; wrote {p}" for p in (args.out, args.report and f"{args.report}/index.html") if p)
     print(f"{len(scored)} scored, {sum(r.is_novel for r in scored)} novel, {len(rows) - len(scored)} unreadable"
           f"{where}", file=sys.stderr)

@@ -88,17 +88,21 @@ def score_files(detector: Detector, files: list[Path], threshold: float | None =
     return rows
 
 
+def rows_as_csv(rows: list[ScoreRow]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, COLUMNS)
+    writer.writeheader()
+    writer.writerows(r.as_dict() for r in rows)
+    return buf.getvalue()
+
+
 def write_rows(rows: list[ScoreRow], out: str | Path) -> None:
     """CSV or JSON lines, by the file's extension; written atomically."""
     out = Path(out)
     if out.suffix == ".jsonl":
         data = "".join(json.dumps(r.as_dict()) + "\n" for r in rows)
     elif out.suffix == ".csv":
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, COLUMNS)
-        writer.writeheader()
-        writer.writerows(r.as_dict() for r in rows)
-        data = buf.getvalue()
+        data = rows_as_csv(rows)
     else:
         raise ValueError(f"{out}: --out must end in .csv or .jsonl")
     atomic_write_bytes(out, data.encode())

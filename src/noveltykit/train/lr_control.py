@@ -22,19 +22,37 @@ import torch
 KINDS = ("none", "proportional", "exponential", "lv")
 
 
+@dataclass
+class LRControlFields:
+    """The fields an adversarial training config mixes in to offer learning-rate control."""
+
+    # Defaults for a GAN near its equilibrium, L_C = 2 ln 2 and L_F = ln 2 (set from those values,
+    # never tuned): proportional rates of about 1.4e-4 and 2.8e-4, Lotka-Volterra ones of about
+    # 8e-5 (G) and 3.6e-4 (D); losses on another scale (EDE-GAN's L_g) need their own coefficients.
+    lr_control: str = "none"  # none | proportional | exponential | lv (train.lr_control)
+    lr_alpha: float = 2e-4
+    lr_beta: float = 1.0
+    lv_a: float = 2.0
+    lv_b: float = 1.0
+    lv_c: float = 2.0
+    lv_d: float = 1.0
+    lr_min: float = 0.0
+    lr_max: float = 1e-3
+
+
 @dataclass(frozen=True)
 class LRControl:
     """One schedule and its coefficients (defaults: those of `LRControlFields`)."""
 
-    kind: str = "none"
-    alpha: float = 2e-4
-    beta: float = 1.0  # exponential only
-    a: float = 2.0  # Lotka-Volterra coefficients
-    b: float = 1.0
-    c: float = 2.0
-    d: float = 1.0
-    lr_min: float = 0.0
-    lr_max: float = 1e-3
+    kind: str = LRControlFields.lr_control
+    alpha: float = LRControlFields.lr_alpha
+    beta: float = LRControlFields.lr_beta  # exponential only
+    a: float = LRControlFields.lv_a  # Lotka-Volterra coefficients
+    b: float = LRControlFields.lv_b
+    c: float = LRControlFields.lv_c
+    d: float = LRControlFields.lv_d
+    lr_min: float = LRControlFields.lr_min
+    lr_max: float = LRControlFields.lr_max
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -72,24 +90,6 @@ class LRControl:
         if not math.isfinite(rate):  # a NaN loss: the training loop's guard reports it
             return self.lr_min
         return min(max(rate, self.lr_min), self.lr_max)
-
-
-@dataclass
-class LRControlFields:
-    """The fields an adversarial training config mixes in to offer learning-rate control."""
-
-    # Defaults for a GAN near its equilibrium, L_C = 2 ln 2 and L_F = ln 2 (set from those values,
-    # never tuned): proportional rates of about 1.4e-4 and 2.8e-4, Lotka-Volterra ones of about
-    # 8e-5 (G) and 3.6e-4 (D); losses on another scale (EDE-GAN's L_g) need their own coefficients.
-    lr_control: str = "none"  # none | proportional | exponential | lv (train.lr_control)
-    lr_alpha: float = 2e-4
-    lr_beta: float = 1.0
-    lv_a: float = 2.0
-    lv_b: float = 1.0
-    lv_c: float = 2.0
-    lv_d: float = 1.0
-    lr_min: float = 0.0
-    lr_max: float = 1e-3
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
