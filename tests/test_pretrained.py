@@ -247,10 +247,21 @@ def test_cache_computes_once_per_key_and_recomputes_when_any_part_changes(counti
     assert {"backbone", "size", "input_scaling", "stages", "weights_sha256"} <= set(key)
 
 
+def test_one_split_at_two_image_sizes_is_two_cache_entries(counting, blobs3, tmp_path):
+    """A dataset loaded at 32 and at 64 px (`--image-size`): each size keeps its own entry."""
+    small = blobs3.train_x
+    large = np.repeat(np.repeat(small, 2, axis=2), 2, axis=3)
+    fe = counting(size=64)
+    for images in (small, large, small, large):
+        feature_cache.cached_features(fe, images, "blobs", "train")
+    assert counting.calls == 2, "the second pass of each size reads its own entry"
+    assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 2
+
+
 def test_damaged_or_mismatched_cache_files_are_recomputed(counting, blobs3):
     images, fe = blobs3.train_x, counting(size=64)
     good = feature_cache.cached_features(fe, images, "blobs", "train")
-    npy, meta = feature_cache.cache_paths({"dataset": "blobs", "split": "train", **fe.key()})
+    npy, meta = feature_cache.cache_paths(feature_cache.cache_key(fe, images, "blobs", "train"))
     npy.write_bytes(npy.read_bytes()[:100])  # truncated
     with pytest.warns(UserWarning, match="recomputing"):
         np.testing.assert_array_equal(feature_cache.cached_features(fe, images, "blobs", "train"), good)

@@ -1,8 +1,9 @@
 """On-disk feature cache: the features of one (dataset, split) under one extractor, computed once.
 
 Files live in `<cache>/features/` (`NOVELTYKIT_CACHE`, else `~/.cache/noveltykit`). The name is
-a hash of the key (dataset, split, backbone, size, input scaling, stages, weights sha256,
-extractor version), so changing any of them computes afresh. Each entry is a `.npy` of float32
+a hash of the key (dataset, split, the images' shape, backbone, size, input scaling, stages,
+weights sha256, extractor version), so changing any of them computes afresh; the shape keeps one
+dataset loaded at 32 and at 128 px (`--image-size`) in two entries, not one overwritten in turn. Each entry is a `.npy` of float32
 features and a `.json` with the key, the shape and a sha1 of the images; both are written
 atomically, and a file that does not match (other images, another key, damaged) is recomputed.
 """
@@ -63,6 +64,11 @@ def _load(npy: Path, meta_path: Path, expected: dict) -> np.ndarray | None:
         return None
 
 
+def cache_key(extractor, images: np.ndarray, dataset: str, split: str) -> dict:
+    """What names a cache entry: the images (by dataset, split and per-image shape) and the extractor."""
+    return {"dataset": dataset, "split": split, "image_shape": list(images.shape[1:]), **extractor.key()}
+
+
 def cached_features(extractor, images: np.ndarray, dataset: str, split: str,
                     progress: bool | None = None) -> np.ndarray:
     """Features of a dataset split's uint8 images, from the cache or computed and cached.
@@ -71,7 +77,7 @@ def cached_features(extractor, images: np.ndarray, dataset: str, split: str,
     """
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
         raise ValueError("cached_features takes a dataset's uint8 image array")
-    key = {"dataset": dataset, "split": split, **extractor.key()}
+    key = cache_key(extractor, images, dataset, split)
     npy, meta_path = cache_paths(key)
     expected = {"key": key, "n_images": len(images), "images_sha1": images_sha1(images)}
     feats = _load(npy, meta_path, expected)
