@@ -23,6 +23,7 @@ import json
 from collections import defaultdict
 
 from noveltykit.eval.methods import MethodSpec
+from noveltykit.eval.sweep import choose_by_rule
 from noveltykit.train.gan import BUDGETS, PRESETS
 
 
@@ -35,6 +36,9 @@ def choose(rows: list[dict], by: str = "lr", incumbent=None) -> tuple[object, di
     means = {k: sum(v) / len(v) for k, v in groups.items()}
     if incumbent is None:
         incumbent = PRESETS["student"]["lr"] if by == "lr" else next(iter(groups))
+    if by == "variant":  # the sweep's rule, with the incumbent listed first (a tie keeps it)
+        order = sorted(groups, key=lambda k: k != incumbent)
+        return order[choose_by_rule([{"label": k, "aurocs": groups[k]} for k in order], "mean-dev-auroc")], means
     best = max(means, key=lambda k: (round(means[k], 6), k == incumbent))
     return best, means
 

@@ -20,9 +20,8 @@ import argparse
 import json
 import time
 
-from gan_ablation import dev_split  # same folder: the same development split
-
 from noveltykit.data import load_dataset
+from noveltykit.data.protocols import dev_split  # the same development split as gan_ablation.py
 from noveltykit.detectors import make
 from noveltykit.detectors.context import RunContext
 from noveltykit.detectors.gan import _GANDetector

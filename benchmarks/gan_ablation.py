@@ -16,20 +16,11 @@ import time
 
 import numpy as np
 
-from noveltykit.data import load_dataset, to_float
-from noveltykit.data.protocols import make_split
+from noveltykit.data import load_dataset
+from noveltykit.data.protocols import dev_split
 from noveltykit.eval.methods import MethodSpec
 from noveltykit.eval.metrics import auroc
 from noveltykit.train.gan import GANConfig, score_batches, train_gan
-
-
-def dev_split(ds, cls: int, seed: int, n_novel: int = 2000):
-    split = make_split(ds, "one-vs-rest", cls, seed)
-    others = np.flatnonzero(ds.train_y != cls)
-    pick = np.random.default_rng([seed, cls, 7]).choice(others, size=min(n_novel, len(others)), replace=False)
-    x_dev = np.concatenate([ds.train_x[split.val_idx], ds.train_x[pick]])
-    y_dev = np.r_[np.zeros(len(split.val_idx)), np.ones(len(pick))]
-    return to_float(ds.train_x[split.train_idx]), to_float(ds.train_x[split.val_idx]), to_float(x_dev), y_dev
 
 
 def main():

@@ -42,14 +42,39 @@ def cmd_data(args) -> int:
 
 def cmd_bench(args) -> int:
     from .eval.bench import BenchConfig, run_benchmark
+    from .eval.executors import ExecutorConfig
     classes = "all" if args.classes == "all" else _csv(args.classes)
+    executor = ExecutorConfig(args.executor, args.address, args.cpus_per_cell, args.gpus_per_cell, args.retries)
     cfg = BenchConfig(dataset=args.dataset, methods=args.method, protocol=args.protocol,
                       classes=classes, seeds=args.seeds, val_fraction=args.val_fraction, image_size=args.image_size,
                       out=args.out, data_dir=args.data_dir, plots=not args.no_plots, curves=args.curves,
-                      save_models=args.save_models, device=args.device,
-                      command=shlex.join(["noveltykit", *args.argv]))
+                      save_models=args.save_models, device=args.device, executor=executor,
+                      tensorboard=args.tensorboard, imports=tuple(args.imports), command=shlex.join(["noveltykit", *args.argv]))
     run_benchmark(cfg, progress=not args.quiet)
     print(f"report: {args.out}/report.md  table: {args.out}/table.md  results: {args.out}/results.json")
+    return 0
+
+
+def _grid(text: str) -> tuple[str, list[str]]:
+    key, sep, values = text.partition("=")
+    if not sep or not key.strip() or not _csv(values):
+        raise argparse.ArgumentTypeError(f"expected key=v1,v2,..., got {text!r}")
+    return key.strip(), _csv(values)
+
+
+def cmd_sweep(args) -> int:
+    from .eval.sweep import SweepConfig, run_sweep
+    keys = [k for k, _ in args.grid]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"--grid names a parameter twice: {keys}")
+    cfg = SweepConfig(dataset=args.dataset, method=args.method, grid=dict(args.grid), classes=args.classes,
+                      out=args.out, seed=args.seed, rule=args.rule, image_size=args.image_size,
+                      data_dir=args.data_dir, n_novel=args.n_novel, executor=args.executor,
+                      address=args.address, cpus_per_trial=args.cpus_per_trial)
+    result = run_sweep(cfg, progress=not args.quiet)
+    chosen = result["points"][result["chosen"]["index"]]
+    print(f"chosen by {args.rule} on the dev split: {chosen['label']} (mean dev AUROC {chosen['mean']:.4f})")
+    print(f"table: {args.out}/sweep.md  plot: {args.out}/sweep.png  record: {args.out}/sweep.json")
     return 0
 
 
@@ -254,8 +279,51 @@ def build_parser() -> argparse.ArgumentParser:
                        help="trained detectors: record test AUROC after each epoch (a diagnostic, never used to choose)")
     bench.add_argument("--device", help="where trained detectors run: cpu (their default) or cuda[:N]; "
                                         "not part of the method labels")
+    bench.add_argument("--executor", default="serial", choices=["serial", "ray"],
+                       help="serial: cells one after another in this process (needs nothing); ray: each cell a "
+                            "Ray task on a local Ray (loopback, no dashboard) or the cluster at --address "
+                            "(optional extra: pip install 'noveltykit[ray]')")
+    bench.add_argument("--address", help="ray: the cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    bench.add_argument("--cpus-per-cell", type=int, default=1, help="ray: CPUs a cell reserves; its torch threads")
+    bench.add_argument("--gpus-per-cell", type=float, default=0.0, help="ray: GPUs a cell reserves (0.5 = half)")
+    bench.add_argument("--retries", type=int, default=2,
+                       help="ray: runs of a cell whose worker died before it is filed as failed")
+    bench.add_argument("--tensorboard", metavar="DIR",
+                       help="also write each cell's training curves and metrics as TensorBoard event files "
+                            "under DIR (optional extra: pip install 'noveltykit[tensorboard]'); results.json "
+                            "stays the record")
+    bench.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                       help="import MODULE first (here and in every worker): detectors of your own that it registers")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=cmd_bench)
+
+    swp = sub.add_parser(
+        "sweep", help="choose hyper-parameters on a training-only development split (no test image is read)",
+        description="Run every point of a grid on the development split of each listed class: the normal "
+                    "class's validation images against other classes' TRAINING images (no test image is "
+                    "loaded), then choose by a rule fixed on this command line. Rerunning resumes.",
+        epilog="example:\n  noveltykit sweep --dataset mnist --method deep-svdd --grid lr=0.001,0.0001 "
+               "--classes 2,3,8 --rule mean-dev-auroc --out runs/sweep-dsvdd",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    swp.add_argument("--dataset", required=True)
+    swp.add_argument("--method", required=True, help="the detector spec the grid changes, e.g. deep-svdd:epochs=30")
+    swp.add_argument("--grid", type=_grid, action="append", required=True, metavar="KEY=V1,V2",
+                     help="a parameter and its values; repeat for more (their product is the grid)")
+    swp.add_argument("--classes", type=_int_list, required=True, help="the normal classes to judge on, e.g. 2,3,8")
+    swp.add_argument("--rule", default="mean-dev-auroc",  # checked by SweepConfig (no torch import for --help)
+                     help="how the choice is made: mean-dev-auroc (highest mean over the classes), "
+                          "worst-class-dev-auroc (highest minimum); ties go to the first grid point")
+    swp.add_argument("--seed", type=int, default=0, help="draws the validation split and the initialisation")
+    swp.add_argument("--image-size", type=int, default=32)
+    swp.add_argument("--n-novel", type=int, default=2000, help="other classes' training images per dev split")
+    swp.add_argument("--out", required=True, help="output folder; rerunning resumes")
+    swp.add_argument("--data-dir")
+    swp.add_argument("--executor", default="serial", choices=["serial", "ray"],
+                     help="ray: a Ray Tune experiment, one trial per grid point (pip install 'noveltykit[ray]')")
+    swp.add_argument("--address", help="ray: the cluster to join (default: RAY_ADDRESS, else a local Ray)")
+    swp.add_argument("--cpus-per-trial", type=int, default=1)
+    swp.add_argument("--quiet", action="store_true")
+    swp.set_defaults(func=cmd_sweep)
 
     rep = sub.add_parser("report", help="print the table of one or more bench folders (one folder: "
                                         "also rebuild its table.md and report.md)")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .images import ImageDataset
+from .images import ImageDataset, to_float
 
 PROTOCOLS = ("one-vs-rest", "leave-one-out")
 
@@ -49,7 +49,18 @@ def make_split(ds: ImageDataset, protocol: str, target_class: int | str, seed: i
     train_is_normal = (ds.train_y == cls) if protocol == "one-vs-rest" else (ds.train_y != cls)
     test_is_novel = (ds.test_y != cls) if protocol == "one-vs-rest" else (ds.test_y == cls)
 
-    normal_idx = np.flatnonzero(train_is_normal)
+    train_idx, val_idx = _carve_validation(ds, np.flatnonzero(train_is_normal), cls, seed, val_fraction)
+
+    test_idx = np.arange(len(ds.test_y))
+    if test_is_novel.all() or not test_is_novel.any():
+        raise ValueError(f"{ds.name}: the test split for class {cls} under {protocol} has only one kind "
+                         "of image (normal or novel); AUROC is undefined")
+    return Split(protocol, cls, seed, train_idx, val_idx, test_idx, test_is_novel.copy())
+
+
+def _carve_validation(ds: ImageDataset, normal_idx: np.ndarray, cls: int, seed: int,
+                      val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train_idx, val_idx): a seeded share of the normal training images held out to validate."""
     if len(normal_idx) < 2:
         raise ValueError(f"{ds.name}: class {cls} leaves {len(normal_idx)} normal training images")
     # Seeded per (seed, class) so each cell's validation split is reproducible on its own.
@@ -58,10 +69,24 @@ def make_split(ds: ImageDataset, protocol: str, target_class: int | str, seed: i
     n_val = int(round(val_fraction * len(shuffled)))
     if val_fraction > 0:
         n_val = min(max(n_val, 1), len(shuffled) - 1)
-    val_idx, train_idx = np.sort(shuffled[:n_val]), np.sort(shuffled[n_val:])
+    return np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val])
 
-    test_idx = np.arange(len(ds.test_y))
-    if test_is_novel.all() or not test_is_novel.any():
-        raise ValueError(f"{ds.name}: the test split for class {cls} under {protocol} has only one kind "
-                         "of image (normal or novel); AUROC is undefined")
-    return Split(protocol, cls, seed, train_idx, val_idx, test_idx, test_is_novel.copy())
+
+def dev_split(ds: ImageDataset, cls: int | str, seed: int, n_novel: int = 2000):
+    """A development split for one-vs-rest class `cls`, from TRAINING images only.
+
+    Returns (train images, validation images, dev images, dev labels) as float tensors (labels a
+    numpy array, 1 = novel): train and validation are `make_split`'s one-vs-rest ones; the dev
+    images are the validation images (label 0) then a seeded sample of up to `n_novel` training
+    images of the other classes (label 1), never trained on in one-vs-rest. Choices made here
+    leave the test tables honest: only `train_x` and `train_y` are read.
+    """
+    cls = ds.class_index(cls)
+    # make_split's own one-vs-rest validation split (its default fraction), without its look at
+    # the test labels
+    train_idx, val_idx = _carve_validation(ds, np.flatnonzero(ds.train_y == cls), cls, seed, 0.1)
+    others = np.flatnonzero(ds.train_y != cls)
+    pick = np.random.default_rng([seed, cls, 7]).choice(others, size=min(n_novel, len(others)), replace=False)
+    x_dev = np.concatenate([ds.train_x[val_idx], ds.train_x[pick]])
+    y_dev = np.r_[np.zeros(len(val_idx)), np.ones(len(pick))]
+    return to_float(ds.train_x[train_idx]), to_float(ds.train_x[val_idx]), to_float(x_dev), y_dev

@@ -6,7 +6,9 @@ several processes may share one `--out`.
 """
 from __future__ import annotations
 
+import importlib
 import io
+import os
 import sys
 import time
 import traceback
@@ -26,11 +28,13 @@ from ..detectors.context import RunContext
 from ..features.store import dataset_feature_store
 from ..fileio import atomic_write_bytes, atomic_write_json, remove_tree_inside, safe_name
 from .cellstore import EXPERIMENT_FIELDS, CellStore, cell_id, cell_key, load_results  # noqa: F401 (API)
+from .executors import ExecutorConfig, import_ray, run_each
 from .methods import MethodSpec
 from .metrics import all_metrics, auroc
 from .plots import plot_cell, plot_gan_trace, plot_training_curves
 from .provenance import git_commit, machine, package_versions
 from .report import write_report
+from .tracking import summary_writer, write_cell_events
 
 @dataclass
 class BenchConfig:
@@ -49,9 +53,13 @@ class BenchConfig:
     # Where trained detectors run ("cuda", "cuda:1"); None = each detector's own default (cpu).
     # Not part of a method's label: the same method on another device fills the same column.
     device: str | None = None
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where cells run: not in any record's params
+    tensorboard: str | None = None  # also write each cell's curves and metrics as TensorBoard events here
+    imports: tuple[str, ...] = ()  # modules that register detectors of the user's own, imported here and in workers
     command: str = ""
 
     def __post_init__(self):
+        import_modules(self.imports)
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; choose one of {PROTOCOLS}")
         if not self.methods:
@@ -67,6 +75,19 @@ class BenchConfig:
                              f"validation images, got {self.val_fraction}")
         if self.device is not None:
             check_device(self.device)
+        if self.executor.kind == "ray":
+            import_ray(local=not (self.executor.address or os.environ.get("RAY_ADDRESS")))  # a missing extra fails here
+        if self.tensorboard:
+            summary_writer()  # likewise
+
+
+def import_modules(names) -> None:
+    """Import the modules that register a user's own detectors (`bench --import`)."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(f"--import {name}: {exc}") from None
 
 
 def check_device(device: str) -> None:
@@ -129,6 +150,7 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
         "n_train": len(train_x), "n_val": len(val_x), "n_test": len(test_x),
         "n_test_novel": int(is_novel.sum()), "val_fraction": val_fraction,
         "device": device or "cpu",  # how it ran, not what it is: not among the params
+        "threads": torch.get_num_threads(),
         **detector.fit_report(),  # e.g. a trained detector's history and selected epoch
     }
     for role, other in detector.companions().items():  # e.g. a distilled student's teacher, same cell
@@ -200,12 +222,30 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
         bar.update(1)
         return True
 
-    # Cells another process is running are left for last, then waited for: if that process dies,
-    # its lock goes with it and the cell runs here.
-    busy = [cell for cell in todo if not attempt(cell, wait=False)]
-    for cell in busy:
-        bar.set_postfix_str(f"waiting for another process: class {cell[0]} seed {cell[1]} {cell[2].label}")
-        attempt(cell, wait=True)
+    if cfg.executor.kind == "serial":
+        # Cells another process is running are left for last, then waited for: if that process
+        # dies, its lock goes with it and the cell runs here.
+        busy = [cell for cell in todo if not attempt(cell, wait=False)]
+        for cell in busy:
+            bar.set_postfix_str(f"waiting for another process: class {cell[0]} seed {cell[1]} {cell[2].label}")
+            attempt(cell, wait=True)
+    else:
+        def on_done(cell, result):
+            nonlocal ran
+            ran += 1
+            if isinstance(result, Exception):  # its worker died, retries times over: file that
+                record = _failure_record(ds, cfg, cell, result, provenance, tb=f"{type(result).__name__}: {result}")
+                record["retries"] = cfg.executor.retries
+                store.add_failure(record)
+                result = record
+            if result is not None:
+                failed.append((result, RuntimeError(result["error"])))
+                tqdm.write(f"cell failed: class {result['class_name']} seed {result['seed']} {result['method']}: "
+                           f"{result['error_type']}: {result['error']}", file=sys.stderr)
+            bar.update(1)
+
+        run_each(_cell_task, todo, cfg.executor, on_done, ds=ds, cfg=cfg, experiment=experiment,
+                 provenance=provenance, teachers=teachers)
     bar.close()
     if ran < len(todo):
         print(f"{len(todo) - ran} cell(s) were finished by another process writing to {out}", file=sys.stderr)
@@ -220,6 +260,27 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
 def _id(ds: ImageDataset, cfg: BenchConfig, cell) -> str:
     cls, seed, spec = cell
     return cell_id(ds.name, cfg.protocol, cls, seed, spec.label)
+
+
+def _cell_task(cell, *, ds, cfg: BenchConfig, experiment: dict, provenance: dict, teachers: Path | None):
+    """One cell in an executor's worker: claim it (another process may be running it), run and
+    file it. Returns its failure record, or None."""
+    import_modules(cfg.imports)
+    store = CellStore(cfg.out)
+    key = _id(ds, cfg, cell)
+    with store.claim(key, blocking=True):
+        if key in store.done_ids():
+            return None
+        failure = _run_and_file(ds, cfg, cell, store, experiment, provenance, teachers, progress=False)
+    return None if failure is None else failure[0]
+
+
+def _failure_record(ds, cfg: BenchConfig, cell, exc: BaseException, provenance: dict, tb: str) -> dict:
+    cls, seed, spec = cell
+    return {"dataset": ds.name, "protocol": cfg.protocol, "class": cls, "class_name": ds.class_names[cls],
+            "seed": seed, "method": spec.label, "error_type": type(exc).__name__, "error": str(exc),
+            "traceback": tb, "command": cfg.command, "executor": cfg.executor.kind, **provenance,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
 
 
 def cell_stem(spec: MethodSpec, cls: int, seed: int) -> str:
@@ -242,13 +303,10 @@ def _run_and_file(ds, cfg: BenchConfig, cell, store: CellStore, experiment: dict
             model_dir=out / "models" / stem if cfg.save_models else None, progress=progress,
             teacher_cache=teachers, device=cfg.device)
     except Exception as exc:  # recorded, and the run goes on; Ctrl-C and kills are not caught
-        failure = {"dataset": ds.name, "protocol": cfg.protocol, "class": cls, "class_name": ds.class_names[cls],
-                   "seed": seed, "method": spec.label, "error_type": type(exc).__name__, "error": str(exc),
-                   "traceback": traceback.format_exc(), "command": cfg.command, **provenance,
-                   "finished": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
+        failure = _failure_record(ds, cfg, cell, exc, provenance, tb=traceback.format_exc())
         store.add_failure(failure)
         return failure, exc
-    record.update(provenance, command=cfg.command,
+    record.update(provenance, command=cfg.command, executor=cfg.executor.kind,
                   finished=datetime.now(timezone.utc).isoformat(timespec="microseconds"))
     if cfg.save_models:
         record["model"] = f"models/{stem}"
@@ -265,9 +323,12 @@ def _run_and_file(ds, cfg: BenchConfig, cell, store: CellStore, experiment: dict
             steps = plot_gan_trace(out / "plots" / f"{stem}_steps.png", record["trace"], title,
                                    record.get("pathology_events", []), record.get("history", []))
             record["steps_plot"] = str(steps.relative_to(out))
-    if record.get("trace"):  # thousands of numbers a cell: a file of its own, not in results.json
-        atomic_write_json(out / "traces" / f"{stem}.json", record.pop("trace"))
+    trace = record.pop("trace", None)
+    if trace:  # thousands of numbers a cell: a file of its own, not in results.json
+        atomic_write_json(out / "traces" / f"{stem}.json", trace)
         record["trace_file"] = f"traces/{stem}.json"
+    if cfg.tensorboard:  # a view of the record, written before it: a rerun of the cell replaces it
+        record["tensorboard"] = str(write_cell_events(cfg.tensorboard, stem, record, trace))
     store.add(record, experiment)
     if (out / "checkpoints" / stem).exists():  # the cell is safe in cells/
         remove_tree_inside(out, out / "checkpoints" / stem)

@@ -1,0 +1,407 @@
+"""Hyper-parameter search judged on a development split of TRAINING images only.
+
+    OUT/config.json       the sweep's config, written before any trial: one OUT holds one sweep
+    OUT/trials/<id>.json  one finished trial (grid point, class), written atomically; a rerun skips it
+    OUT/tune/sweep        the Ray Tune experiment (executor "ray" only), restored by a rerun
+    OUT/sweep.json        every point's dev AUROC per class, the rule and its docstring, the choice
+    OUT/sweep.md          the same as a table, the chosen row in bold
+    OUT/sweep.png         mean dev AUROC per grid point (bars) and each class's (dots)
+
+The split is `data.protocols.dev_split`: the normal class's validation images against other
+classes' training images. Trials only ever see a `TrainOnly` view of the dataset, which raises on
+any access to the test images, so no choice made here can have looked at them. The rule is fixed
+before the run (by name, from `RULES`) and recorded with its docstring.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..data.images import ImageDataset
+from ..data.protocols import dev_split
+from ..detectors import make
+from ..detectors.context import RunContext
+from ..fileio import atomic_write_bytes, atomic_write_json
+from . import provenance
+from .executors import EXECUTORS, RAY_INSTALL, ExecutorConfig, import_ray, ray_session
+from .methods import MethodSpec, _parse_value
+from .metrics import auroc
+
+SPLIT_NOTE = "dev (normal validation vs other classes' training images; no test image read)"
+# What makes two sweeps the same experiment: an OUT written by another refuses to be reused.
+IDENTITY_FIELDS = ("dataset", "method", "grid", "classes", "seed", "rule", "image_size", "n_novel")
+TIE_DECIMALS = 6  # scores equal to this many decimals tie: float noise in a sum must not break a tie
+
+
+# --- rules: fixed before the run; each takes the points' summaries and returns the chosen index ----
+
+def _first_best(scores: list[float]) -> int:
+    rounded = [round(s, TIE_DECIMALS) for s in scores]
+    return rounded.index(max(rounded))  # .index: the first of equal bests
+
+
+def mean_dev_auroc(summaries: list[dict]) -> int:
+    """Highest mean over the listed classes of the final dev AUROC; means equal to 6 decimals tie,
+    and a tie goes to the first grid point in grid order."""
+    return _first_best([sum(s["aurocs"]) / len(s["aurocs"]) for s in summaries])
+
+
+def worst_class_dev_auroc(summaries: list[dict]) -> int:
+    """Highest minimum over the listed classes of the final dev AUROC; minima equal to 6 decimals
+    tie, and a tie goes to the first grid point in grid order."""
+    return _first_best([min(s["aurocs"]) for s in summaries])
+
+
+RULES = {"mean-dev-auroc": mean_dev_auroc, "worst-class-dev-auroc": worst_class_dev_auroc}
+
+
+def choose_by_rule(summaries: list[dict], rule: str) -> int:
+    """The index of the summary `rule` chooses; a summary is a dict whose "aurocs" lists its final
+    dev AUROCs (one per class, or one per run when pooling runs)."""
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    if not summaries:
+        raise ValueError("no grid points to choose from")
+    for s in summaries:
+        if not s.get("aurocs") or not all(math.isfinite(a) for a in s["aurocs"]):
+            raise ValueError(f"{s.get('label', s)}: no finite dev AUROC to judge it by")
+    return RULES[rule](summaries)
+
+
+# --- the data a trial may read ----------------------------------------------------------------------
+
+class TrainOnly:
+    """A dataset's training half: all that a sweep's trials get. Touching the test images raises."""
+
+    def __init__(self, ds):
+        self.name, self.source, self.class_names = ds.name, getattr(ds, "source", ""), list(ds.class_names)
+        self.info = dict(getattr(ds, "info", {}) or {})
+        self.train_x, self.train_y = ds.train_x, ds.train_y
+        self.train_groups = getattr(ds, "train_groups", None)
+
+    channels = ImageDataset.channels
+    class_index = ImageDataset.class_index
+    normal_labels = ImageDataset.normal_labels
+
+    def _refuse(self, what: str):
+        raise RuntimeError(f"{self.name}: a sweep chooses on training images only; it may not read {what}")
+
+    test_x = property(lambda self: self._refuse("test_x"))
+    test_y = property(lambda self: self._refuse("test_y"))
+
+
+# --- the config and its grid ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Point:
+    """One grid point: the detector, its full params (the method's, updated by the point's) and label."""
+
+    detector: str
+    params: dict
+    changed: dict  # the grid's own params at this point
+    label: str
+
+
+@dataclass
+class SweepConfig:
+    dataset: str
+    method: str  # a detector spec, e.g. deep-svdd:lr=0.0001; the grid updates its params
+    grid: dict  # param -> values (strings are parsed as in a method spec); first key varies slowest
+    classes: list
+    out: str
+    seed: int = 0
+    rule: str = "mean-dev-auroc"
+    image_size: int = 32
+    data_dir: str | None = None
+    n_novel: int = 2000
+    executor: str = "serial"
+    address: str | None = None  # a Ray cluster's; None: RAY_ADDRESS, else a local Ray
+    cpus_per_trial: int = 1
+    _points: list = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        # Every mistake fails here, before any data is loaded or any detector trained.
+        if self.rule not in RULES:
+            raise ValueError(f"unknown rule {self.rule!r}; choose one of {', '.join(RULES)}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {self.executor!r}; choose one of {', '.join(EXECUTORS)}")
+        for name in ("seed", "image_size", "n_novel", "cpus_per_trial"):
+            setattr(self, name, int(getattr(self, name)))
+        if self.image_size < 8 or self.n_novel < 1 or self.cpus_per_trial < 1:
+            raise ValueError("image_size must be >= 8, n_novel and cpus_per_trial >= 1")
+        if self.executor == "ray":  # a missing extra fails now
+            import_ray(local=not (self.address or os.environ.get("RAY_ADDRESS")))
+        self.classes = [int(c) for c in self.classes]
+        if not self.classes or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must be a non-empty list without repeats, got {self.classes}")
+        self.grid = _parse_grid(self.grid)
+        self._points = grid_points(self.method, self.grid)
+        for p in self._points:  # a bad name or value fails now, not after hours of other points
+            make(p.detector, **{"random_state": self.seed, **p.params})
+
+    @property
+    def points(self) -> list[Point]:
+        return self._points
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+
+    def identity(self) -> dict:
+        return {k: getattr(self, k) for k in IDENTITY_FIELDS}
+
+
+def _parse_grid(grid: dict) -> dict:
+    if not isinstance(grid, dict) or not grid:
+        raise ValueError("the grid is empty: give at least one param and its values (key=v1,v2)")
+    parsed = {}
+    for key, values in grid.items():
+        key = str(key).strip()
+        if not key or isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise ValueError(f"grid {key!r}: expected a param name and a list of values, got {values!r}")
+        values = [_parse_value(v.strip()) if isinstance(v, str) else v for v in values]
+        if not values:
+            raise ValueError(f"grid {key!r}: no values")
+        if any(a == b for i, a in enumerate(values) for b in values[:i]):
+            raise ValueError(f"grid {key!r}: duplicate values in {values}")
+        parsed[key] = values
+    return parsed
+
+
+def grid_points(method: str, grid: dict) -> list[Point]:
+    """The cartesian product of the grid in the order given (the first key varies slowest)."""
+    spec = MethodSpec.parse(method)
+    base = dict(spec.params)
+    points = []
+    for combo in itertools.product(*grid.values()):
+        changed = dict(zip(grid, combo))
+        params = {**base, **changed}  # a base param keeps its place in the label; new ones follow
+        points.append(Point(spec.detector, params, changed, MethodSpec(spec.detector, tuple(params.items())).label))
+    labels = [p.label for p in points]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"grid points with the same label: {labels}")
+    return points
+
+
+# --- trials -----------------------------------------------------------------------------------------
+
+def trial_id(dataset: str, cls: int, seed: int, label: str, image_size: int, n_novel: int) -> str:
+    text = json.dumps([dataset, int(cls), int(seed), label, int(image_size), int(n_novel)])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _read_trial(path: Path, expect: dict) -> dict | None:
+    """A finished trial's record, or None when it is missing or is not this trial's."""
+    try:
+        record = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return record if all(record.get(k) == v for k, v in expect.items()) else None
+
+
+def _trial_file(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_dir: Path
+                ) -> tuple[Path, dict]:
+    """Where a trial's record lives, and the fields that say which trial a record is."""
+    expect = {"dataset": view.name, "class": cls, "seed": cfg.seed, "spec": point.label,
+              "image_size": cfg.image_size, "n_novel": cfg.n_novel}
+    return Path(trials_dir) / f"{trial_id(*(expect[k] for k in expect))}.json", expect
+
+
+def finished_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_dir: Path) -> dict | None:
+    return _read_trial(*_trial_file(view, cfg, point, cls, trials_dir))
+
+
+def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_dir: Path,
+              split=None) -> dict:
+    """Fit one grid point on one class's dev split and record its dev AUROC; a finished trial is
+    read back, not rerun. `split()` returns `dev_split`'s arrays (shared by a class's trials)."""
+    path, expect = _trial_file(view, cfg, point, cls, trials_dir)
+    done = _read_trial(path, expect)
+    if done is not None:
+        return done
+    x, v, x_dev, y_dev = split() if split else dev_split(view, cls, cfg.seed, cfg.n_novel)
+    detector = make(point.detector, **{"random_state": cfg.seed, **point.params})
+    curve = []  # dev AUROC after each epoch (trained detectors only): diagnostics, never a choice
+    detector.configure(RunContext(monitor=lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}))
+    t0 = time.perf_counter()
+    detector.fit(x, v)
+    seconds = time.perf_counter() - t0
+    record = {**expect, "params": point.params,
+              "dev_auroc_last": auroc(y_dev, detector.decision_function(x_dev)),
+              "dev_auroc_curve": curve, "seconds": seconds, "n_train": len(x), "n_dev": len(y_dev),
+              "n_dev_novel": int(y_dev.sum()), "split": SPLIT_NOTE}
+    atomic_write_json(path, record)
+    return record
+
+
+def _run_serial(view: TrainOnly, cfg: SweepConfig, trials_dir: Path, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(cfg.points) * len(cfg.classes), desc="sweep trials", disable=not progress) as bar:
+        for cls in cfg.classes:  # class by class: one dev split in memory at a time, made only if needed
+            split = functools.cache(lambda cls=cls: dev_split(view, cls, cfg.seed, cfg.n_novel))
+            for point in cfg.points:
+                bar.set_postfix_str(f"class {cls} {point.label}")
+                run_trial(view, cfg, point, cls, trials_dir, split)
+                bar.update()
+
+
+# --- the Ray executor: one Tune trial per grid point, over all classes ---------------------------------
+
+def _ray_trainable(config, view, cfg, trials_dir):
+    """One Tune trial: one grid point on every class, each class's result written to OUT/trials as
+    the serial executor writes it (so both give the same records, judged by the same rule code)."""
+    import torch
+    from ray import tune
+
+    torch.set_num_threads(cfg.cpus_per_trial)
+    point = cfg.points[config["point"]]
+    aurocs = [run_trial(view, cfg, point, cls, Path(trials_dir))["dev_auroc_last"] for cls in cfg.classes]
+    tune.report({"mean_dev_auroc": sum(aurocs) / len(aurocs)})
+
+
+def _run_ray(view: TrainOnly, cfg: SweepConfig, out: Path, trials_dir: Path) -> None:
+    with ray_session(ExecutorConfig("ray", address=cfg.address, cpus_per_cell=cfg.cpus_per_trial)):
+        try:
+            from ray import tune
+        except ImportError:
+            raise ImportError(f"--executor ray needs Ray Tune: {RAY_INSTALL}") from None
+        trainable = tune.with_resources(
+            tune.with_parameters(_ray_trainable, view=view, cfg=cfg, trials_dir=str(trials_dir.resolve())),
+            {"cpu": cfg.cpus_per_trial})
+        storage = (out / "tune").resolve()
+        path = storage / "sweep"
+        if path.exists() and tune.Tuner.can_restore(str(path)):
+            tuner = tune.Tuner.restore(str(path), trainable, resume_errored=True)
+        else:
+            tuner = tune.Tuner(trainable, param_space={"point": tune.grid_search(list(range(len(cfg.points))))},
+                               tune_config=tune.TuneConfig(),
+                               run_config=tune.RunConfig(storage_path=str(storage), name="sweep", verbose=0))
+        errors = tuner.fit().errors
+        if errors:
+            raise RuntimeError(f"{len(errors)} Ray trial(s) of the sweep failed; the first: {errors[0]!r}")
+
+
+# --- the sweep --------------------------------------------------------------------------------------
+
+def _check_out(out: Path, cfg: SweepConfig) -> None:
+    """Refuse an OUT that holds another sweep (its trials would be judged with this one's)."""
+    mine = json.loads(json.dumps(cfg.identity()))  # as JSON reads it back: grid order kept
+    for name in ("config.json", "sweep.json"):
+        path = out / name
+        if not path.exists():
+            continue
+        try:
+            theirs = json.loads(path.read_text())["config"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path} is not a noveltykit sweep file ({exc}); pick another --out") from None
+        diff = [k for k in IDENTITY_FIELDS if json.dumps(theirs.get(k)) != json.dumps(mine[k])]
+        if diff:
+            raise ValueError(f"{out} holds a sweep with another config (differs in {', '.join(diff)}); "
+                             "pick another --out")
+
+
+def _summaries(view: TrainOnly, cfg: SweepConfig, trials_dir: Path) -> list[dict]:
+    out = []
+    for point in cfg.points:
+        records = [finished_trial(view, cfg, point, cls, trials_dir) for cls in cfg.classes]
+        if None in records:
+            raise RuntimeError(f"{point.label}: a trial is missing from {trials_dir} after the run")
+        aurocs = [r["dev_auroc_last"] for r in records]
+        out.append({"label": point.label, "params": point.changed, "aurocs": aurocs,
+                    "dev_auroc": {str(c): a for c, a in zip(cfg.classes, aurocs)},
+                    "mean": sum(aurocs) / len(aurocs), "min": min(aurocs),
+                    "seconds": sum(r["seconds"] for r in records)})
+    return out
+
+
+def run_sweep(cfg: SweepConfig, dataset=None, progress: bool = True) -> dict:
+    """Run (or resume) the sweep, choose by `cfg.rule`, write OUT/sweep.{json,md,png}; returns
+    what sweep.json holds."""
+    out = Path(cfg.out)
+    _check_out(out, cfg)
+    if dataset is None:
+        from ..data import load_dataset
+        dataset = load_dataset(cfg.dataset, cfg.data_dir, progress=progress, size=cfg.image_size)
+    view = TrainOnly(dataset)  # the only thing trials get
+    if view.train_x.shape[-1] != cfg.image_size:
+        raise ValueError(f"{view.name}: images are {view.train_x.shape[-1]} px but image_size is {cfg.image_size}")
+    for cls in cfg.classes:
+        view.class_index(cls)  # out of range fails before any work
+    atomic_write_json(out / "config.json", {"config": cfg.as_dict()})
+    trials_dir = out / "trials"
+    trials_dir.mkdir(parents=True, exist_ok=True)
+    unfinished = any(finished_trial(view, cfg, p, c, trials_dir) is None for p in cfg.points for c in cfg.classes)
+    if cfg.executor == "ray" and unfinished:  # all done already: no Ray start-up
+        _run_ray(view, cfg, out, trials_dir)
+    # serial; after Ray, only what its restored experiment thought done but OUT/trials lacks (a
+    # deleted file): the same trial code either way
+    _run_serial(view, cfg, trials_dir, progress and cfg.executor == "serial")
+
+    summaries = _summaries(view, cfg, trials_dir)
+    chosen = choose_by_rule(summaries, cfg.rule)
+    result = {"format": "noveltykit-sweep", "config": cfg.as_dict(),
+              "rule": {"name": cfg.rule, "doc": " ".join(RULES[cfg.rule].__doc__.split())},
+              "data": {"name": view.name, "source": view.source, "split": SPLIT_NOTE,
+                       "classes": {str(c): view.class_names[c] for c in cfg.classes}},
+              "points": summaries, "chosen": {"index": chosen, "label": summaries[chosen]["label"],
+                                              "params": summaries[chosen]["params"]},
+              "provenance": {"versions": provenance.package_versions(), "git_commit": provenance.git_commit(),
+                             "machine": provenance.machine()}}
+    atomic_write_json(out / "sweep.json", result)
+    atomic_write_bytes(out / "sweep.md", sweep_markdown(result).encode())
+    atomic_write_bytes(out / "sweep.png", sweep_figure(result))
+    return result
+
+
+# --- reports ----------------------------------------------------------------------------------------
+
+def sweep_markdown(result: dict) -> str:
+    classes = list(result["data"]["classes"])
+    rows = ["| point | " + " | ".join(f"class {c}" for c in classes) + " | mean | min |",
+            "|---" * (len(classes) + 3) + "|"]
+    for i, p in enumerate(result["points"]):
+        cells = [f"`{p['label']}`", *(f"{p['dev_auroc'][c]:.4f}" for c in classes), f"{p['mean']:.4f}",
+                 f"{p['min']:.4f}"]
+        if i == result["chosen"]["index"]:
+            cells = [f"**{c}**" for c in cells]
+        rows.append("| " + " | ".join(cells) + " |")
+    cfg, data = result["config"], result["data"]
+    return (f"# Sweep: {cfg['method']} on {data['name']}\n\n" + "\n".join(rows) + "\n\n"
+            f"Chosen: **`{result['chosen']['label']}`**, by the rule `{result['rule']['name']}` "
+            f"({result['rule']['doc']}), fixed before the run, on dev AUROC: {data['split']}; "
+            f"seed {cfg['seed']}, {cfg['image_size']} px, up to {cfg['n_novel']} novel images per class.\n")
+
+
+def sweep_figure(result: dict) -> bytes:
+    """PNG bytes: mean dev AUROC per grid point as bars, each class's as dots, the chosen bar dark."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and in CI
+    import matplotlib.pyplot as plt
+
+    points = result["points"]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(points) + 2), 3.6))
+    xs = range(len(points))
+    ax.bar(xs, [p["mean"] for p in points], color=["C0" if i == result["chosen"]["index"] else "C7"
+                                                   for i in xs], alpha=0.8, label="mean")
+    for k, c in enumerate(result["data"]["classes"]):
+        ax.plot(xs, [p["dev_auroc"][c] for p in points], "o", ms=4, color=f"C{k + 1}", label=f"class {c}")
+    names = [",".join(f"{k}={v}" for k, v in p["params"].items()) for p in points]
+    ax.set_xticks(list(xs), names, rotation=30, ha="right", fontsize=8)
+    lo = min(min(p["aurocs"]) for p in points)
+    ax.set(ylabel="dev AUROC", ylim=(max(0.0, lo - 0.05), 1.01),
+           title=f"{result['config']['method']} on {result['data']['name']} (dev split; rule {result['rule']['name']})")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,241 @@
+"""noveltykit.eval.sweep: a hyper-parameter search judged on a training-only development split."""
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from noveltykit.data import to_float
+from noveltykit.data.protocols import dev_split, make_split
+from noveltykit.detectors import Detector
+from noveltykit.eval import sweep
+from noveltykit.eval.sweep import SweepConfig, TrainOnly, choose_by_rule, run_sweep
+
+from conftest import make_blobs_dataset
+
+AE_TINY = "ae:epochs=2,batch_size=8"  # a trained detector: one dev AUROC per epoch
+
+
+def _old_dev_split(ds, cls, seed, n_novel=2000):
+    """benchmarks/gan_ablation.py's dev_split before it moved into the package: the reference."""
+    split = make_split(ds, "one-vs-rest", cls, seed)
+    others = np.flatnonzero(ds.train_y != cls)
+    pick = np.random.default_rng([seed, cls, 7]).choice(others, size=min(n_novel, len(others)), replace=False)
+    x_dev = np.concatenate([ds.train_x[split.val_idx], ds.train_x[pick]])
+    y_dev = np.r_[np.zeros(len(split.val_idx)), np.ones(len(pick))]
+    return to_float(ds.train_x[split.train_idx]), to_float(ds.train_x[split.val_idx]), to_float(x_dev), y_dev
+
+
+class NoTest:
+    """A dataset whose test images cannot be read: any look at them fails the test."""
+
+    def __init__(self, ds):
+        self._ds = ds
+        self.name, self.train_x, self.train_y, self.class_names = ds.name, ds.train_x, ds.train_y, ds.class_names
+
+    @property
+    def test_x(self):
+        raise AssertionError("the sweep read test_x")
+
+    @property
+    def test_y(self):
+        raise AssertionError("the sweep read test_y")
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    """Blobs under heavy noise: k=1 and k=5 get different dev AUROCs, so a rule has work to do."""
+    ds = make_blobs_dataset()
+    rng = np.random.default_rng(1)
+    ds.train_x = np.clip(ds.train_x + rng.normal(0, 90, ds.train_x.shape), 0, 255).astype(np.uint8)
+    return ds
+
+
+def _cfg(out, **kw):
+    return SweepConfig(**{"dataset": "blobs", "method": "knn", "grid": {"k": ["1", "5"]}, "classes": [0, 1],
+                          "out": str(out), "image_size": 8, **kw})
+
+
+def _figures(result):
+    return [(p["label"], p["aurocs"], p["mean"], p["min"]) for p in result["points"]], result["chosen"]
+
+
+@pytest.fixture
+def fits(monkeypatch):
+    """Counts detector fits: which trials ran and which were read back."""
+    calls = []
+    fit = Detector.fit
+
+    def counting(self, *args, **kwargs):
+        calls.append(self)
+        return fit(self, *args, **kwargs)
+    monkeypatch.setattr(Detector, "fit", counting)
+    return calls
+
+
+# --- (a) the split ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cls, seed, n_novel", [(0, 0, 2000), (2, 3, 2000), (1, 5, 17)])
+def test_dev_split_is_the_benchmarks_bit_for_bit(cls, seed, n_novel):
+    ds = make_blobs_dataset(n_train=50)
+    new, old = dev_split(ds, cls, seed, n_novel), _old_dev_split(ds, cls, seed, n_novel)
+    for a, b in zip(new[:3], old[:3]):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    np.testing.assert_array_equal(new[3], old[3])
+    assert new[3].dtype == old[3].dtype
+
+
+# --- (b) no test image is read -------------------------------------------------------------------------
+
+def test_the_sweep_never_reads_a_test_image(tmp_path, blobs):
+    view = TrainOnly(blobs)
+    with pytest.raises(RuntimeError, match="training images only"):
+        _ = view.test_x
+    with pytest.raises(RuntimeError, match="test_y"):
+        _ = view.test_y
+    cfg = SweepConfig(dataset="blobs", method=AE_TINY, grid={"lr": ["0.001", "0.01"]}, classes=[1],
+                      out=str(tmp_path), image_size=8)
+    result = run_sweep(cfg, NoTest(blobs), progress=False)
+    assert result["chosen"]["label"] in ("ae:epochs=2,batch_size=8,lr=0.001", "ae:epochs=2,batch_size=8,lr=0.01")
+    trial = json.loads(next((tmp_path / "trials").glob("*.json")).read_text())
+    assert len(trial["dev_auroc_curve"]) == 2, "a dev AUROC after every epoch"
+    assert trial["n_train"] == 54 and trial["n_dev"] == 6 + 120 and trial["n_dev_novel"] == 120
+    assert "no test image read" in trial["split"] and trial["params"]["lr"] in (0.001, 0.01)
+
+
+# --- (c) rules ---------------------------------------------------------------------------------------
+
+def _s(*aurocs):
+    return {"aurocs": list(aurocs)}
+
+
+def test_rules_and_their_ties():
+    assert choose_by_rule([_s(0.9, 0.7), _s(0.8, 0.85)], "mean-dev-auroc") == 1
+    assert choose_by_rule([_s(0.9, 0.8), _s(0.8, 0.9)], "mean-dev-auroc") == 0, "a tie goes to the first"
+    assert choose_by_rule([_s(0.8, 0.9), _s(0.9, 0.8), _s(0.7, 0.7)], "mean-dev-auroc") == 0
+    assert choose_by_rule([_s(0.3), _s(0.1 + 0.2)], "mean-dev-auroc") == 0, "float noise is no win"
+    # the worst class: 0.8 beats 0.7 where the means tie
+    assert choose_by_rule([_s(0.9, 0.7), _s(0.8, 0.8)], "worst-class-dev-auroc") == 1
+    assert choose_by_rule([_s(0.8, 0.99), _s(0.95, 0.8)], "worst-class-dev-auroc") == 0
+    for fn in sweep.RULES.values():
+        assert "first" in fn.__doc__, "the tie rule is in the docstring"
+    with pytest.raises(ValueError, match="unknown rule"):
+        choose_by_rule([_s(0.5)], "best-test-auroc")
+    with pytest.raises(ValueError, match="no finite"):
+        choose_by_rule([_s(0.5), _s(float("nan"))], "mean-dev-auroc")
+
+
+def test_dev_choice_variants_choose_as_before():
+    """benchmarks/dev_choice.py --by variant now calls choose_by_rule: the same picks as its own max."""
+    path = Path(__file__).parents[1] / "benchmarks" / "dev_choice.py"
+    spec = importlib.util.spec_from_file_location("dev_choice", path)
+    choice = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(choice)
+    rng = random.Random(0)
+    for _ in range(200):
+        rows = [{"variant": rng.choice("abc"), "dev_auroc_last": rng.choice([0.7, 0.8, 0.9])} for _ in range(6)]
+        if len({r["variant"] for r in rows}) < 2:
+            continue
+        best, means = choice.choose(rows, "variant")
+        first = rows[0]["variant"]
+        assert best == max(means, key=lambda k: (round(means[k], 6), k == first))
+
+
+# --- the grid -----------------------------------------------------------------------------------------
+
+def test_grid_points_in_order_with_the_methods_params_updated(tmp_path):
+    cfg = _cfg(tmp_path, method="knn:k=3,aggregate=max", grid={"k": ["1", 5], "aggregate": ["mean", "max"]})
+    assert [p.label for p in cfg.points] == ["knn:k=1,aggregate=mean", "knn:k=1,aggregate=max",
+                                             "knn:k=5,aggregate=mean", "knn:k=5,aggregate=max"]
+    assert cfg.grid == {"k": [1, 5], "aggregate": ["mean", "max"]}, "values parsed as in a method spec"
+    assert _cfg(tmp_path, method="pca", grid={"n_components": ["0.5", "3"]}).points[0].params == {"n_components": 0.5}
+
+
+# --- (f) mistakes fail before any work ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw, match", [
+    ({"grid": {"kk": ["1"]}}, "unknown parameter"),
+    ({"grid": {"k": ["0"]}}, "k must be"),
+    ({"grid": {}}, "empty"),
+    ({"grid": {"k": ["1", 1]}}, "duplicate"),
+    ({"grid": {"k": "1,5"}}, "list of values"),
+    ({"rule": "best-test-auroc"}, "unknown rule"),
+    ({"executor": "dask"}, "unknown executor"),
+    ({"classes": [0, 0]}, "repeats"),
+    ({"method": "nosuch"}, "unknown detector"),
+])
+def test_bad_configs_fail_before_any_work(tmp_path, fits, kw, match):
+    with pytest.raises(ValueError, match=match):
+        _cfg(tmp_path / "out", **kw)
+    assert not fits and not (tmp_path / "out").exists()
+
+
+def test_a_class_out_of_range_fails_before_any_fit(tmp_path, fits, blobs):
+    with pytest.raises(ValueError, match="out of range"):
+        run_sweep(_cfg(tmp_path, classes=[0, 7]), blobs, progress=False)
+    assert not fits
+
+
+# --- (d) resumable, (e) one sweep per OUT, the reports ----------------------------------------------------
+
+def test_a_rerun_redoes_only_missing_trials_and_gives_the_same_figures(tmp_path, noisy, fits):
+    first = run_sweep(_cfg(tmp_path), noisy, progress=False)
+    assert len(fits) == 4 and first["chosen"]["label"] == "knn:k=5"
+    trials = sorted((tmp_path / "trials").glob("*.json"))
+    assert len(trials) == 4
+    trials[2].unlink()
+    fits.clear()
+    again = run_sweep(_cfg(tmp_path), noisy, progress=False)
+    assert len(fits) == 1, "only the deleted trial reran"
+    assert _figures(again) == _figures(first)
+    assert _figures(json.loads((tmp_path / "sweep.json").read_text())) == _figures(first)
+    fits.clear()
+    run_sweep(_cfg(tmp_path), noisy, progress=False)
+    assert not fits
+
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    assert saved["rule"]["name"] == "mean-dev-auroc" and "first grid point" in saved["rule"]["doc"]
+    assert saved["points"][0]["dev_auroc"].keys() == {"0", "1"} and saved["provenance"]["git_commit"]
+    md = (tmp_path / "sweep.md").read_text()
+    assert "| **`knn:k=5`** |" in md and "| `knn:k=1` |" in md and "mean-dev-auroc" in md
+    assert "no test image read" in md
+    assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("kw", [{"grid": {"k": ["1", "3"]}}, {"seed": 1}, {"classes": [0]},
+                                {"rule": "worst-class-dev-auroc"}, {"grid": {"k": ["5", "1"]}}])
+def test_another_config_into_the_same_out_is_refused(tmp_path, blobs, fits, kw):
+    run_sweep(_cfg(tmp_path), blobs, progress=False)
+    fits.clear()
+    with pytest.raises(ValueError, match="pick another --out"):
+        run_sweep(_cfg(tmp_path, **kw), blobs, progress=False)
+    assert not fits
+
+
+def test_a_killed_sweep_still_holds_its_out(tmp_path, blobs, monkeypatch):
+    """config.json is written before the first trial, so a sweep killed before sweep.json still
+    refuses another config."""
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Detector, "fit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(_cfg(tmp_path), blobs, progress=False)
+    with pytest.raises(ValueError, match="differs in seed"):
+        run_sweep(_cfg(tmp_path, seed=2), blobs, progress=False)
+
+
+# --- (g) Ray: the same records and choice as the serial loop -------------------------------------------------
+
+def test_ray_executor_chooses_as_the_serial_one(tmp_path, noisy, monkeypatch):
+    if importlib.util.find_spec("ray") is None:  # not imported here: noveltykit asks it for a loopback node first
+        pytest.skip("the ray extra is not installed")
+    serial = run_sweep(_cfg(tmp_path / "serial", classes=[0]), noisy, progress=False)
+    with_ray = run_sweep(_cfg(tmp_path / "ray", classes=[0], executor="ray"), noisy, progress=False)
+    assert _figures(with_ray) == _figures(serial)
+    assert (tmp_path / "ray" / "tune" / "sweep").is_dir()
+    monkeypatch.setattr(sweep, "_run_ray", lambda *a: pytest.fail("every trial is done: no Ray start-up"))
+    assert _figures(run_sweep(_cfg(tmp_path / "ray", classes=[0], executor="ray"), noisy, progress=False)) \
+        == _figures(serial)
