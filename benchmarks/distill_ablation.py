@@ -4,7 +4,9 @@ training images), so the test tables stay honest.
 
 Each variant is a detector spec (`ede-gan:width=2,epochs=16` = the student alone,
 `kdgan:structure=2,width=2,epochs=8` = a distilled one); its dev AUROC is recorded after every
-epoch. Distilled students take their teacher from `--teachers`, the teacher cache of a
+epoch. Each run is a trial of `noveltykit.eval.sweep` (the same split, fit and record as
+`noveltykit sweep`), filed in OUT's `.trials/` folder beside it, so a rerun skips what is done and
+appends only new rows. Distilled students take their teacher from `--teachers`, the teacher cache of a
 `noveltykit bench` run on the same classes (one-vs-rest, same seed and validation split), or
 train it there. Writes one JSON line per run.
 
@@ -18,20 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+from pathlib import Path
 
 from noveltykit.data import load_dataset
-from noveltykit.data.protocols import dev_split  # the same development split as gan_ablation.py
-from noveltykit.detectors import make
-from noveltykit.detectors.context import RunContext
 from noveltykit.detectors.gan import _GANDetector
-from noveltykit.eval.methods import MethodSpec
-from noveltykit.eval.metrics import auroc
+from noveltykit.eval.sweep import SweepConfig, TrainOnly, finished_trial, run_trial
 
 
 def resolved_lr(detector, channels: int) -> float:
-    """The learning rate a variant trained with (a GAN's comes from its preset unless overridden)."""
-    return detector.config(channels).lr if isinstance(detector, _GANDetector) else detector.lr
+    """The learning rate a variant trained with (a GAN's comes from its preset unless overridden;
+    None for a detector that is not trained)."""
+    return detector.config(channels).lr if isinstance(detector, _GANDetector) else getattr(detector, "lr", None)
 
 
 def main():
@@ -45,26 +44,22 @@ def main():
                                      "not part of the variant's label")
     ap.add_argument("--out", default="runs/distill_ablation.jsonl")
     args = ap.parse_args()
-    ds = load_dataset(args.dataset, progress=False)
-    for cls in [int(c) for c in args.classes.split(",")]:
-        x, v, x_dev, y_dev = dev_split(ds, cls, args.seed)
-        for spec_text in args.variant:
-            spec = MethodSpec.parse(spec_text)
-            detector = make(spec.detector, **{"random_state": args.seed, **dict(spec.params)})
-            curve = []
-            detector.configure(RunContext(
-                device=args.device, teacher_cache=args.teachers,
-                monitor=lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}))
-            t0 = time.perf_counter()
-            detector.fit(x, v)
-            row = {"dataset": ds.name, "class": cls, "seed": args.seed, "variant": spec.label,
-                   "lr": resolved_lr(detector, x.shape[1]), "device": detector.context.torch_device,
-                   "seconds": time.perf_counter() - t0, "dev_auroc_last": curve[-1],
-                   "dev_auroc_curve": curve, "val_loss": [h["val_loss"] for h in detector.history_]}
-            for role, other in detector.companions().items():  # the teacher: the bar the student aims at
-                row[f"{role}_dev_auroc"] = auroc(y_dev, other.decision_function(x_dev))
-            print(f"{ds.name} class {cls} {spec.label}: dev AUROC last {curve[-1]:.4f} "
-                  f"curve {[round(c, 3) for c in curve]} ({row['seconds']:.0f} s)", flush=True)
+    classes = [int(c) for c in args.classes.split(",")]
+    trials = Path(args.out).with_suffix(".trials")
+    cfg = SweepConfig(dataset=args.dataset, method=args.variant[0], variants=args.variant[1:], grid={},
+                      classes=classes, out=str(trials), seed=args.seed, device=args.device,
+                      teacher_cache=args.teachers)
+    view = TrainOnly(load_dataset(args.dataset, progress=False))
+    for cls in classes:
+        for point in cfg.points:
+            if finished_trial(view, cfg, point, cls, trials) is not None:
+                continue  # its row was appended when it ran
+            r = run_trial(view, cfg, point, cls, trials, extra=lambda d: {"lr": resolved_lr(d, view.channels)})
+            row = {"dataset": r["dataset"], "class": cls, "seed": args.seed, "variant": point.label,
+                   **{k: r[k] for k in r if k in ("lr", "device", "seconds", "dev_auroc_last", "dev_auroc_curve",
+                                                 "val_loss") or k.endswith("_dev_auroc")}}
+            print(f"{view.name} class {cls} {point.label}: dev AUROC last {r['dev_auroc_last']:.4f} "
+                  f"curve {[round(c, 3) for c in r['dev_auroc_curve']]} ({r['seconds']:.0f} s)", flush=True)
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
 

@@ -6,7 +6,7 @@ from PIL import Image
 
 from noveltykit.cli import main
 
-from conftest import write_folder_dataset
+from conftest import make_blobs_dataset, write_folder_dataset
 
 
 def _write_folder(root, rng):
@@ -154,3 +154,16 @@ def test_certainty_learns_a_folder_datasets_class_subfolders(tmp_path, capsys):
     assert main(["bench", "--dataset", f"folder:{root}", "--method", "certainty:epochs=3,batch_size=8",
                  "--classes", "normal", "--out", str(out), "--quiet"]) == 0
     assert json.loads((out / "results.json").read_text())["results"][0]["auroc"] > 0.9
+
+
+def test_sweep_chooses_by_its_rule_and_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("noveltykit.data.load_dataset", lambda *a, **k: make_blobs_dataset(n_train=40))
+    out = tmp_path / "sw"
+    assert main(["sweep", "--dataset", "blobs", "--method", "knn", "--variant", "knn:k=1", "--classes", "0,1",
+                 "--image-size", "8", "--out", str(out), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    result = json.loads((out / "sweep.json").read_text())
+    assert f"chosen by mean-dev-auroc on the dev split: {result['chosen']['label']}" in said
+    assert (out / "sweep.md").exists() and (out / "sweep.png").exists()
+    assert main(["sweep", "--dataset", "blobs", "--method", "knn", "--classes", "0", "--out", str(out)]) == 2
+    assert "give --grid" in capsys.readouterr().err

@@ -239,3 +239,44 @@ def test_ray_executor_chooses_as_the_serial_one(tmp_path, noisy, monkeypatch):
     monkeypatch.setattr(sweep, "_run_ray", lambda *a: pytest.fail("every trial is done: no Ray start-up"))
     assert _figures(run_sweep(_cfg(tmp_path / "ray", classes=[0], executor="ray"), noisy, progress=False)) \
         == _figures(serial)
+
+
+# --- whole specs as points, and the ablation script that uses them ------------------------------------
+
+def _load_benchmark(name):
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_variants_are_points_after_the_incumbent_and_exclude_a_grid(tmp_path):
+    cfg = _cfg(tmp_path, method="knn", grid={}, variants=["knn:k=1", "pca:n_components=3"])
+    assert [p.label for p in cfg.points] == ["knn", "knn:k=1", "pca:n_components=3"]
+    with pytest.raises(ValueError, match="not both"):
+        _cfg(tmp_path, variants=["knn:k=1"])  # _cfg's grid too
+    with pytest.raises(ValueError, match="same label"):
+        _cfg(tmp_path, method="knn", grid={}, variants=["knn"])
+
+
+def test_distill_ablation_runs_sweep_trials_and_appends_only_new_rows(tmp_path, noisy, monkeypatch):
+    ablation = _load_benchmark("distill_ablation")
+    monkeypatch.setattr(ablation, "load_dataset", lambda name, progress=False: noisy)
+    out = tmp_path / "dev.jsonl"
+    argv = ["distill_ablation.py", "--dataset", "blobs", "--classes", "0,1", "--variant", "knn",
+            "--variant", AE_TINY, "--out", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    ablation.main()
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["class"], r["variant"]) for r in rows] == [(0, "knn"), (0, AE_TINY), (1, "knn"), (1, AE_TINY)]
+    ae = rows[1]
+    assert ae["lr"] == 1e-3 and len(ae["dev_auroc_curve"]) == len(ae["val_loss"]) == 2
+    assert ae["dev_auroc_last"] == ae["dev_auroc_curve"][-1], "select=last: the last epoch is the fitted model"
+    ablation.main()  # a rerun: every trial is filed beside OUT, nothing runs or is appended again
+    assert len(out.read_text().splitlines()) == 4
+
+
+def test_a_dataset_without_other_classes_has_no_dev_split():
+    with pytest.raises(ValueError, match="needs training images of other classes"):
+        dev_split(make_blobs_dataset(n_classes=1), 0, seed=0)

@@ -67,7 +67,10 @@ def cmd_sweep(args) -> int:
     keys = [k for k, _ in args.grid]
     if len(set(keys)) != len(keys):
         raise ValueError(f"--grid names a parameter twice: {keys}")
-    cfg = SweepConfig(dataset=args.dataset, method=args.method, grid=dict(args.grid), classes=args.classes,
+    if not args.grid and not args.variant:
+        raise ValueError("give --grid KEY=V1,V2 or --variant SPEC (whole specs to compare with --method)")
+    cfg = SweepConfig(dataset=args.dataset, method=args.method, grid=dict(args.grid), variants=args.variant,
+                      device=args.device, classes=args.classes,
                       out=args.out, seed=args.seed, rule=args.rule, image_size=args.image_size,
                       data_dir=args.data_dir, n_novel=args.n_novel, executor=args.executor,
                       address=args.address, cpus_per_trial=args.cpus_per_trial)
@@ -307,8 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     swp.add_argument("--dataset", required=True)
     swp.add_argument("--method", required=True, help="the detector spec the grid changes, e.g. deep-svdd:epochs=30")
-    swp.add_argument("--grid", type=_grid, action="append", required=True, metavar="KEY=V1,V2",
+    swp.add_argument("--grid", type=_grid, action="append", default=[], metavar="KEY=V1,V2",
                      help="a parameter and its values; repeat for more (their product is the grid)")
+    swp.add_argument("--variant", action="append", default=[], metavar="SPEC",
+                     help="instead of a grid: a whole spec to compare with --method (the incumbent: a tie "
+                          "keeps it); repeat for more")
+    swp.add_argument("--device", help="cpu or cuda[:N], for trained detectors; not part of the labels")
     swp.add_argument("--classes", type=_int_list, required=True, help="the normal classes to judge on, e.g. 2,3,8")
     swp.add_argument("--rule", default="mean-dev-auroc",  # checked by SweepConfig (no torch import for --help)
                      help="how the choice is made: mean-dev-auroc (highest mean over the classes), "

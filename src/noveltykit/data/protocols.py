@@ -86,6 +86,10 @@ def dev_split(ds: ImageDataset, cls: int | str, seed: int, n_novel: int = 2000):
     # the test labels
     train_idx, val_idx = _carve_validation(ds, np.flatnonzero(ds.train_y == cls), cls, seed, 0.1)
     others = np.flatnonzero(ds.train_y != cls)
+    if len(others) == 0:
+        raise ValueError(f"{ds.name}: a development split needs training images of other classes to stand "
+                         f"for novelty, and there are none besides class {cls} (a folder dataset's training "
+                         "images are all normal)")
     pick = np.random.default_rng([seed, cls, 7]).choice(others, size=min(n_novel, len(others)), replace=False)
     x_dev = np.concatenate([ds.train_x[val_idx], ds.train_x[pick]])
     y_dev = np.r_[np.zeros(len(val_idx)), np.ones(len(pick))]

@@ -37,7 +37,8 @@ from .metrics import auroc
 
 SPLIT_NOTE = "dev (normal validation vs other classes' training images; no test image read)"
 # What makes two sweeps the same experiment: an OUT written by another refuses to be reused.
-IDENTITY_FIELDS = ("dataset", "method", "grid", "classes", "seed", "rule", "image_size", "n_novel")
+IDENTITY_FIELDS = ("dataset", "method", "grid", "variants", "classes", "seed", "rule", "image_size", "n_novel")
+IDENTITY_DEFAULTS = {"variants": []}  # what a sweep written before the field existed had
 TIE_DECIMALS = 6  # scores equal to this many decimals tie: float noise in a sum must not break a tie
 
 
@@ -117,6 +118,9 @@ class SweepConfig:
     grid: dict  # param -> values (strings are parsed as in a method spec); first key varies slowest
     classes: list
     out: str
+    # or, instead of a grid: whole specs to compare with `method` (the incumbent, listed first, so
+    # that a tie keeps it), e.g. other detectors or several params changed at once
+    variants: list = field(default_factory=list)
     seed: int = 0
     rule: str = "mean-dev-auroc"
     image_size: int = 32
@@ -125,6 +129,10 @@ class SweepConfig:
     executor: str = "serial"
     address: str | None = None  # a Ray cluster's; None: RAY_ADDRESS, else a local Ray
     cpus_per_trial: int = 1
+    # how trials run, not what they are (not part of a sweep's identity): "cuda" for trained
+    # detectors; a folder where distilled students keep the teachers they train
+    device: str | None = None
+    teacher_cache: str | None = None
     _points: list = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -142,8 +150,14 @@ class SweepConfig:
         self.classes = [int(c) for c in self.classes]
         if not self.classes or len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be a non-empty list without repeats, got {self.classes}")
-        self.grid = _parse_grid(self.grid)
-        self._points = grid_points(self.method, self.grid)
+        self.variants = [str(v) for v in self.variants]
+        if self.variants and self.grid:
+            raise ValueError("give a grid or variants, not both")
+        if self.variants:
+            self._points = variant_points([self.method, *self.variants])
+        else:
+            self.grid = _parse_grid(self.grid)
+            self._points = grid_points(self.method, self.grid)
         for p in self._points:  # a bad name or value fails now, not after hours of other points
             make(p.detector, **{"random_state": self.seed, **p.params})
 
@@ -190,6 +204,18 @@ def grid_points(method: str, grid: dict) -> list[Point]:
     return points
 
 
+def variant_points(specs: list[str]) -> list[Point]:
+    """One point per whole spec, in the order given."""
+    points = []
+    for text in specs:
+        spec = MethodSpec.parse(text)
+        points.append(Point(spec.detector, dict(spec.params), dict(spec.params), spec.label))
+    labels = [p.label for p in points]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"variants with the same label: {labels}")
+    return points
+
+
 # --- trials -----------------------------------------------------------------------------------------
 
 def trial_id(dataset: str, cls: int, seed: int, label: str, image_size: int, n_novel: int) -> str:
@@ -219,9 +245,10 @@ def finished_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, tr
 
 
 def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_dir: Path,
-              split=None) -> dict:
+              split=None, extra=None) -> dict:
     """Fit one grid point on one class's dev split and record its dev AUROC; a finished trial is
-    read back, not rerun. `split()` returns `dev_split`'s arrays (shared by a class's trials)."""
+    read back, not rerun. `split()` returns `dev_split`'s arrays (shared by a class's trials);
+    `extra(detector)` adds fields to the record (a caller's own facts of the fitted detector)."""
     path, expect = _trial_file(view, cfg, point, cls, trials_dir)
     done = _read_trial(path, expect)
     if done is not None:
@@ -229,14 +256,20 @@ def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_
     x, v, x_dev, y_dev = split() if split else dev_split(view, cls, cfg.seed, cfg.n_novel)
     detector = make(point.detector, **{"random_state": cfg.seed, **point.params})
     curve = []  # dev AUROC after each epoch (trained detectors only): diagnostics, never a choice
-    detector.configure(RunContext(monitor=lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}))
+    detector.configure(RunContext(device=cfg.device, teacher_cache=cfg.teacher_cache,
+                                  monitor=lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}))
     t0 = time.perf_counter()
     detector.fit(x, v)
     seconds = time.perf_counter() - t0
     record = {**expect, "params": point.params,
               "dev_auroc_last": auroc(y_dev, detector.decision_function(x_dev)),
               "dev_auroc_curve": curve, "seconds": seconds, "n_train": len(x), "n_dev": len(y_dev),
-              "n_dev_novel": int(y_dev.sum()), "split": SPLIT_NOTE}
+              "n_dev_novel": int(y_dev.sum()), "split": SPLIT_NOTE, "device": detector.context.torch_device,
+              "val_loss": [h["val_loss"] for h in detector.fit_report().get("history", [])]}
+    for role, other in detector.companions().items():  # e.g. a student's teacher: the bar it aims at
+        record[f"{role}_dev_auroc"] = auroc(y_dev, other.decision_function(x_dev))
+    if extra is not None:
+        record.update(extra(detector))
     atomic_write_json(path, record)
     return record
 
@@ -302,7 +335,7 @@ def _check_out(out: Path, cfg: SweepConfig) -> None:
             theirs = json.loads(path.read_text())["config"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"{path} is not a noveltykit sweep file ({exc}); pick another --out") from None
-        diff = [k for k in IDENTITY_FIELDS if json.dumps(theirs.get(k)) != json.dumps(mine[k])]
+        diff = [k for k in IDENTITY_FIELDS if json.dumps(theirs.get(k, IDENTITY_DEFAULTS.get(k))) != json.dumps(mine[k])]
         if diff:
             raise ValueError(f"{out} holds a sweep with another config (differs in {', '.join(diff)}); "
                              "pick another --out")
