@@ -13,7 +13,7 @@ from noveltykit.eval.executors import ExecutorConfig, import_ray
 
 # not imported here: noveltykit imports Ray itself, after asking it for a loopback-only node
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")
-RAY = ExecutorConfig("ray", retries=1)
+RAY, SERIAL = ExecutorConfig("ray", retries=1), ExecutorConfig()
 PLUGIN = ("plugin_detectors",)
 
 
@@ -28,7 +28,7 @@ def local_ray():
     ray.shutdown()
 
 
-def bench(out, methods, executor=ExecutorConfig(), **kw):
+def bench(out, methods, executor=SERIAL, **kw):
     cfg = BenchConfig(dataset="blobs", methods=methods, seeds=[0], out=str(out), plots=False,
                       executor=executor, imports=PLUGIN, **kw)
     return run_benchmark(cfg, dataset=make_blobs_dataset(), progress=False)

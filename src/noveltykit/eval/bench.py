@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import os
 import sys
 import time
 import traceback
@@ -28,7 +27,7 @@ from ..detectors.context import RunContext
 from ..features.store import dataset_feature_store
 from ..fileio import atomic_write_bytes, atomic_write_json, remove_tree_inside, safe_name
 from .cellstore import EXPERIMENT_FIELDS, CellStore, cell_id, cell_key, load_results  # noqa: F401 (API)
-from .executors import ExecutorConfig, import_ray, run_each
+from .executors import ExecutorConfig, run_each
 from .methods import MethodSpec
 from .metrics import all_metrics, auroc
 from .plots import plot_cell, plot_gan_trace, plot_training_curves
@@ -75,10 +74,9 @@ class BenchConfig:
                              f"validation images, got {self.val_fraction}")
         if self.device is not None:
             check_device(self.device)
-        if self.executor.kind == "ray":
-            import_ray(local=not (self.executor.address or os.environ.get("RAY_ADDRESS")))  # a missing extra fails here
+        self.executor.check_installed()  # a missing optional extra fails here, before any work
         if self.tensorboard:
-            summary_writer()  # likewise
+            summary_writer()
 
 
 def import_modules(names) -> None:

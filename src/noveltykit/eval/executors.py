@@ -38,6 +38,15 @@ class ExecutorConfig:
         if self.kind == "serial" and (self.address or self.gpus_per_cell):
             raise ValueError("--address and --gpus-per-cell are for --executor ray")
 
+    @property
+    def joins_cluster(self) -> bool:
+        return bool(self.address or os.environ.get("RAY_ADDRESS"))
+
+    def check_installed(self) -> None:
+        """Fail now, before any work, when this executor's extra is missing."""
+        if self.kind == "ray":
+            import_ray(local=not self.joins_cluster)
+
 
 def import_ray(local: bool = True):
     """Ray, with usage reporting off; a clear message when the extra is not installed.
@@ -83,7 +92,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, threads: 
 @contextmanager
 def ray_session(ex: ExecutorConfig) -> Iterator[Any]:
     """Ray for the duration of a run: reuse one that is already up, else start it and stop it after."""
-    ray = import_ray(local=not (ex.address or os.environ.get("RAY_ADDRESS")))
+    ray = import_ray(local=not ex.joins_cluster)
     started = not ray.is_initialized()
     if started:
         start_ray(ex.address, threads=ex.cpus_per_cell)

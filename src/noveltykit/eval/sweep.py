@@ -20,7 +20,6 @@ import io
 import itertools
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from ..detectors import make
 from ..detectors.context import RunContext
 from ..fileio import atomic_write_bytes, atomic_write_json
 from . import provenance
-from .executors import EXECUTORS, RAY_INSTALL, ExecutorConfig, import_ray, ray_session
+from .executors import EXECUTORS, RAY_INSTALL, ExecutorConfig, ray_session
 from .methods import MethodSpec, _parse_value
 from .metrics import auroc
 
@@ -145,8 +144,7 @@ class SweepConfig:
             setattr(self, name, int(getattr(self, name)))
         if self.image_size < 8 or self.n_novel < 1 or self.cpus_per_trial < 1:
             raise ValueError("image_size must be >= 8, n_novel and cpus_per_trial >= 1")
-        if self.executor == "ray":  # a missing extra fails now
-            import_ray(local=not (self.address or os.environ.get("RAY_ADDRESS")))
+        self.executor_config.check_installed()  # a missing extra fails now
         self.classes = [int(c) for c in self.classes]
         if not self.classes or len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be a non-empty list without repeats, got {self.classes}")
@@ -160,6 +158,10 @@ class SweepConfig:
             self._points = grid_points(self.method, self.grid)
         for p in self._points:  # a bad name or value fails now, not after hours of other points
             make(p.detector, **{"random_state": self.seed, **p.params})
+
+    @property
+    def executor_config(self) -> ExecutorConfig:
+        return ExecutorConfig(self.executor, address=self.address, cpus_per_cell=self.cpus_per_trial)
 
     @property
     def points(self) -> list[Point]:
@@ -301,7 +303,7 @@ def _ray_trainable(config, view, cfg, trials_dir):
 
 
 def _run_ray(view: TrainOnly, cfg: SweepConfig, out: Path, trials_dir: Path) -> None:
-    with ray_session(ExecutorConfig("ray", address=cfg.address, cpus_per_cell=cfg.cpus_per_trial)):
+    with ray_session(cfg.executor_config):
         try:
             from ray import tune
         except ImportError:
