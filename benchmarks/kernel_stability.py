@@ -34,6 +34,7 @@ GANS = ["ede-gan", "edhat-gan", "ed-gan"]
 SETTINGS = {  # name -> (detectors, parameters)
     "paper-w4-e10": (GANS, {"width": 4, "epochs": 10, "batch_size": 8, "preset": "paper"}),  # the old one
     "fast": (GANS, GAN_FAST),  # the conformance suite's GAN settings now
+    "fast-e20": (GANS, {**GAN_FAST, "epochs": 20}),  # the suite's GAN settings before session 8 (20 epochs)
     "kdgan-fast": (["kdgan"], KDGAN_FAST),
     # the reconstruction family and Deep SVDD at the suite's settings (each its own parameters)
     **{f"{name}-fast": ([name], FAST_PARAMS[name])
