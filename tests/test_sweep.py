@@ -280,3 +280,14 @@ def test_distill_ablation_runs_sweep_trials_and_appends_only_new_rows(tmp_path, 
 def test_a_dataset_without_other_classes_has_no_dev_split():
     with pytest.raises(ValueError, match="needs training images of other classes"):
         dev_split(make_blobs_dataset(n_classes=1), 0, seed=0)
+
+
+def test_a_sweep_with_progress_shows_each_trials_epochs(tmp_path, blobs, capsys):
+    """A trial can take many minutes: with progress on, its fit reports every epoch."""
+    cfg = SweepConfig(dataset="blobs", method=AE_TINY, grid={"lr": ["0.001"]}, classes=[1], out=str(tmp_path),
+                      image_size=8)
+    run_sweep(cfg, blobs, progress=True)
+    shown = capsys.readouterr()
+    assert "ae 1/2: loss" in shown.out and "ae 2/2: loss" in shown.out
+    run_sweep(_cfg(tmp_path / "quiet", method=AE_TINY, grid={"lr": ["0.001"]}, classes=[1]), blobs, progress=False)
+    assert "1/2: loss" not in capsys.readouterr().out

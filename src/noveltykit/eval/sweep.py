@@ -247,10 +247,11 @@ def finished_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, tr
 
 
 def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_dir: Path,
-              split=None, extra=None) -> dict:
+              split=None, extra=None, progress: bool = False) -> dict:
     """Fit one grid point on one class's dev split and record its dev AUROC; a finished trial is
     read back, not rerun. `split()` returns `dev_split`'s arrays (shared by a class's trials);
-    `extra(detector)` adds fields to the record (a caller's own facts of the fitted detector)."""
+    `extra(detector)` adds fields to the record (a caller's own facts of the fitted detector);
+    `progress` shows the fit's epochs (a trial can take many minutes)."""
     path, expect = _trial_file(view, cfg, point, cls, trials_dir)
     done = _read_trial(path, expect)
     if done is not None:
@@ -258,7 +259,7 @@ def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_
     x, v, x_dev, y_dev = split() if split else dev_split(view, cls, cfg.seed, cfg.n_novel)
     detector = make(point.detector, **{"random_state": cfg.seed, **point.params})
     curve = []  # dev AUROC after each epoch (trained detectors only): diagnostics, never a choice
-    detector.configure(RunContext(device=cfg.device, teacher_cache=cfg.teacher_cache,
+    detector.configure(RunContext(device=cfg.device, teacher_cache=cfg.teacher_cache, progress=progress,
                                   monitor=lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}))
     t0 = time.perf_counter()
     detector.fit(x, v)
@@ -284,7 +285,7 @@ def _run_serial(view: TrainOnly, cfg: SweepConfig, trials_dir: Path, progress: b
             split = functools.cache(lambda cls=cls: dev_split(view, cls, cfg.seed, cfg.n_novel))
             for point in cfg.points:
                 bar.set_postfix_str(f"class {cls} {point.label}")
-                run_trial(view, cfg, point, cls, trials_dir, split)
+                run_trial(view, cfg, point, cls, trials_dir, split, progress=progress)
                 bar.update()
 
 
