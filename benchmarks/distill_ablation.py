@@ -48,7 +48,7 @@ def main():
     trials = Path(args.out).with_suffix(".trials")
     cfg = SweepConfig(dataset=args.dataset, method=args.variant[0], variants=args.variant[1:], grid={},
                       classes=classes, out=str(trials), seed=args.seed, device=args.device,
-                      teacher_cache=args.teachers)
+                      teacher_cache=args.teachers, curves=True)  # the studies' records keep their curves
     view = TrainOnly(load_dataset(args.dataset, progress=False))
     for cls in classes:
         for point in cfg.points:

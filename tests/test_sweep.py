@@ -101,7 +101,7 @@ def test_the_sweep_never_reads_a_test_image(tmp_path, blobs):
     result = run_sweep(cfg, NoTest(blobs), progress=False)
     assert result["chosen"]["label"] in ("ae:epochs=2,batch_size=8,lr=0.001", "ae:epochs=2,batch_size=8,lr=0.01")
     trial = json.loads(next((tmp_path / "trials").glob("*.json")).read_text())
-    assert len(trial["dev_auroc_curve"]) == 2, "a dev AUROC after every epoch"
+    assert trial["dev_auroc_curve"] == [], "no per-epoch curve unless asked for"
     assert trial["n_train"] == 54 and trial["n_dev"] == 6 + 120 and trial["n_dev_novel"] == 120
     assert "no test image read" in trial["split"] and trial["params"]["lr"] in (0.001, 0.01)
 
@@ -291,3 +291,14 @@ def test_a_sweep_with_progress_shows_each_trials_epochs(tmp_path, blobs, capsys)
     assert "ae 1/2: loss" in shown.out and "ae 2/2: loss" in shown.out
     run_sweep(_cfg(tmp_path / "quiet", method=AE_TINY, grid={"lr": ["0.001"]}, classes=[1]), blobs, progress=False)
     assert "1/2: loss" not in capsys.readouterr().out
+
+
+def test_curves_record_every_epoch_and_change_no_result(tmp_path, noisy):
+    """--curves adds the dev AUROC after each epoch, a diagnostic: the trained weights, and so the
+    final dev AUROC the rule reads, are the same with it and without it."""
+    on = run_sweep(_cfg(tmp_path / "on", method=AE_TINY, grid={"lr": ["0.001"]}, curves=True), noisy, progress=False)
+    off = run_sweep(_cfg(tmp_path / "off", method=AE_TINY, grid={"lr": ["0.001"]}), noisy, progress=False)
+    assert on["points"][0]["aurocs"] == off["points"][0]["aurocs"]
+    for trial in (tmp_path / "on" / "trials").glob("*.json"):
+        record = json.loads(trial.read_text())
+        assert len(record["dev_auroc_curve"]) == 2 and record["dev_auroc_curve"][-1] == record["dev_auroc_last"]

@@ -73,7 +73,7 @@ def cmd_sweep(args) -> int:
                       device=args.device, classes=args.classes,
                       out=args.out, seed=args.seed, rule=args.rule, image_size=args.image_size,
                       data_dir=args.data_dir, n_novel=args.n_novel, executor=args.executor,
-                      address=args.address, cpus_per_trial=args.cpus_per_trial)
+                      address=args.address, cpus_per_trial=args.cpus_per_trial, curves=args.curves)
     result = run_sweep(cfg, progress=not args.quiet)
     chosen = result["points"][result["chosen"]["index"]]
     print(f"chosen by {args.rule} on the dev split: {chosen['label']} (mean dev AUROC {chosen['mean']:.4f})")
@@ -329,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="ray: a Ray Tune experiment, one trial per grid point (pip install 'noveltykit[ray]')")
     swp.add_argument("--address", help="ray: the cluster to join (default: RAY_ADDRESS, else a local Ray)")
     swp.add_argument("--cpus-per-trial", type=int, default=1)
+    swp.add_argument("--curves", action="store_true",
+                     help="also record each trained trial's dev AUROC after every epoch (a diagnostic the rule "
+                          "never reads; one more scoring pass of the dev split an epoch)")
     swp.add_argument("--quiet", action="store_true")
     swp.set_defaults(func=cmd_sweep)
 

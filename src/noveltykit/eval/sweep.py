@@ -132,6 +132,9 @@ class SweepConfig:
     # detectors; a folder where distilled students keep the teachers they train
     device: str | None = None
     teacher_cache: str | None = None
+    # the dev AUROC after every epoch of a trained detector, a diagnostic the rule never reads: it
+    # costs one scoring pass of the dev split an epoch (for selfsup, as much as the training)
+    curves: bool = False
     _points: list = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -259,8 +262,9 @@ def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_
     x, v, x_dev, y_dev = split() if split else dev_split(view, cls, cfg.seed, cfg.n_novel)
     detector = make(point.detector, **{"random_state": cfg.seed, **point.params})
     curve = []  # dev AUROC after each epoch (trained detectors only): diagnostics, never a choice
+    monitor = (lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}) if cfg.curves else None
     detector.configure(RunContext(device=cfg.device, teacher_cache=cfg.teacher_cache, progress=progress,
-                                  monitor=lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}))
+                                  monitor=monitor))
     t0 = time.perf_counter()
     detector.fit(x, v)
     seconds = time.perf_counter() - t0
