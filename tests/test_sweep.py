@@ -302,3 +302,43 @@ def test_curves_record_every_epoch_and_change_no_result(tmp_path, noisy):
     for trial in (tmp_path / "on" / "trials").glob("*.json"):
         record = json.loads(trial.read_text())
         assert len(record["dev_auroc_curve"]) == 2 and record["dev_auroc_curve"][-1] == record["dev_auroc_last"]
+
+
+def _trial_path(tmp_path, blobs, cfg, point_index, cls):
+    view = TrainOnly(blobs)
+    return sweep._trial_file(view, cfg, cfg.points[point_index], cls, tmp_path / "trials")[0]
+
+
+@pytest.mark.parametrize("other_finishes", [True, False])
+def test_a_trial_another_process_holds_is_left_for_last_then_read_or_run(tmp_path, blobs, fits, other_finishes):
+    """Two sweeps on one OUT: a trial claimed elsewhere is skipped, the rest run, then it is waited
+    for. If the holder files it, it is read back (not fitted again); if the holder dies without
+    filing it (its lock released, no record), it runs here."""
+    import threading
+
+    from noveltykit.fileio import atomic_write_json, file_lock
+
+    cfg = _cfg(tmp_path)  # knn, k = 1 and 5, classes 0 and 1: four trials
+    held = _trial_path(tmp_path, blobs, cfg, 0, 0)  # the first trial in the serial order
+    others = [_trial_path(tmp_path, blobs, cfg, p, c) for c in (0, 1) for p in (0, 1) if (p, c) != (0, 0)]
+    done = {}
+    with file_lock(held.with_suffix(".lock")) as got:
+        assert got
+        worker = threading.Thread(target=lambda: done.update(result=run_sweep(cfg, blobs, progress=False)))
+        worker.start()
+        for _ in range(600):  # the other three trials finish while this one is held
+            if all(p.exists() for p in others):
+                break
+            worker.join(0.05)
+        assert all(p.exists() for p in others) and not held.exists()
+        worker.join(0.3)
+        assert worker.is_alive(), "the sweep waits for the held trial"
+        if other_finishes:
+            record = dict(json.loads(others[0].read_text()), **sweep._trial_file(
+                TrainOnly(blobs), cfg, cfg.points[0], 0, tmp_path / "trials")[1], dev_auroc_last=0.625)
+            atomic_write_json(held, record)
+    worker.join(60)
+    assert not worker.is_alive() and held.exists()
+    assert len(fits) == (3 if other_finishes else 4), "the held trial is fitted here only if nobody filed it"
+    first = done["result"]["points"][0]["dev_auroc"]["0"]
+    assert (first == 0.625) == other_finishes

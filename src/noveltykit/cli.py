@@ -304,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="choose hyper-parameters on a training-only development split (no test image is read)",
         description="Run every point of a grid on the development split of each listed class: the normal "
                     "class's validation images against other classes' TRAINING images (no test image is "
-                    "loaded), then choose by a rule fixed on this command line. Rerunning resumes.",
+                    "loaded), then choose by a rule fixed on this command line. Rerunning resumes; "
+                    "processes on one --out share its trials (each trial is claimed by a lock).",
         epilog="example:\n  noveltykit sweep --dataset mnist --method deep-svdd --grid lr=0.001,0.0001 "
                "--classes 2,3,8 --rule mean-dev-auroc --out runs/sweep-dsvdd",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -2,6 +2,7 @@
 
     OUT/config.json       the sweep's config, written before any trial: one OUT holds one sweep
     OUT/trials/<id>.json  one finished trial (grid point, class), written atomically; a rerun skips it
+    OUT/trials/<id>.lock  held by the process fitting that trial: processes sharing OUT share its trials
     OUT/tune/sweep        the Ray Tune experiment (executor "ray" only), restored by a rerun
     OUT/sweep.json        every point's dev AUROC per class, the rule and its docstring, the choice
     OUT/sweep.md          the same as a table, the chosen row in bold
@@ -28,7 +29,7 @@ from ..data.images import ImageDataset
 from ..data.protocols import dev_split
 from ..detectors import make
 from ..detectors.context import RunContext
-from ..fileio import atomic_write_bytes, atomic_write_json
+from ..fileio import atomic_write_bytes, atomic_write_json, file_lock
 from . import provenance
 from .executors import EXECUTORS, RAY_INSTALL, ExecutorConfig, ray_session
 from .methods import MethodSpec, _parse_value
@@ -250,15 +251,26 @@ def finished_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, tr
 
 
 def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_dir: Path,
-              split=None, extra=None, progress: bool = False) -> dict:
+              split=None, extra=None, progress: bool = False, wait: bool = True) -> dict | None:
     """Fit one grid point on one class's dev split and record its dev AUROC; a finished trial is
     read back, not rerun. `split()` returns `dev_split`'s arrays (shared by a class's trials);
     `extra(detector)` adds fields to the record (a caller's own facts of the fitted detector);
-    `progress` shows the fit's epochs (a trial can take many minutes)."""
+    `progress` shows the fit's epochs (a trial can take many minutes).
+
+    A trial is claimed by a lock beside its record, so processes sharing one OUT never fit it twice
+    at once: one that finds it claimed waits and reads the other's record (or, `wait=False`,
+    returns None at once). The kernel drops a dead process's lock, and the trial then runs here."""
     path, expect = _trial_file(view, cfg, point, cls, trials_dir)
-    done = _read_trial(path, expect)
-    if done is not None:
-        return done
+    with file_lock(path.with_suffix(".lock"), blocking=wait) as mine:
+        if not mine:
+            return None
+        done = _read_trial(path, expect)
+        if done is not None:
+            return done
+        return _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress)
+
+
+def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> dict:
     x, v, x_dev, y_dev = split() if split else dev_split(view, cls, cfg.seed, cfg.n_novel)
     detector = make(point.detector, **{"random_state": cfg.seed, **point.params})
     curve = []  # dev AUROC after each epoch (trained detectors only): diagnostics, never a choice
@@ -282,15 +294,24 @@ def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_
 
 
 def _run_serial(view: TrainOnly, cfg: SweepConfig, trials_dir: Path, progress: bool) -> None:
+    """Every trial, class by class; trials another process holds are left for last and waited for
+    (two `noveltykit sweep` processes on one OUT share its trials)."""
     from tqdm.auto import tqdm
 
+    busy = []
     with tqdm(total=len(cfg.points) * len(cfg.classes), desc="sweep trials", disable=not progress) as bar:
         for cls in cfg.classes:  # class by class: one dev split in memory at a time, made only if needed
             split = functools.cache(lambda cls=cls: dev_split(view, cls, cfg.seed, cfg.n_novel))
             for point in cfg.points:
                 bar.set_postfix_str(f"class {cls} {point.label}")
-                run_trial(view, cfg, point, cls, trials_dir, split, progress=progress)
+                if run_trial(view, cfg, point, cls, trials_dir, split, progress=progress, wait=False) is None:
+                    busy.append((point, cls))
+                    continue
                 bar.update()
+        for point, cls in busy:
+            bar.set_postfix_str(f"waiting for another process: class {cls} {point.label}")
+            run_trial(view, cfg, point, cls, trials_dir, progress=progress)
+            bar.update()
 
 
 # --- the Ray executor: one Tune trial per grid point, over all classes ---------------------------------
