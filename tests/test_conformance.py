@@ -9,7 +9,9 @@ import torch
 from noveltykit import detectors
 from noveltykit.detectors import NotFittedError
 from noveltykit.detectors.base import holdout_split
+from noveltykit.detectors.context import RunContext
 from noveltykit.eval.metrics import auroc
+from noveltykit.features.store import FeatureStore
 from noveltykit.features.weights import PretrainedWeightsMissing, weights_path
 
 from conftest import make_blobs_dataset
@@ -45,7 +47,7 @@ def _datasets():
     two = np.flatnonzero(ds.train_y < 2)[np.random.default_rng(0).permutation(120)]
     x, y = ds.train_x[two], ds.train_y[two]
     labelled = (x[:100], x[100:], ds.test_x, ds.test_y == 2, y[:100])
-    return {"one-class": one_class, "labelled": labelled}
+    return {"one-class": one_class, "labelled": labelled, "images": np.concatenate([ds.train_x, ds.test_x])}
 
 
 @pytest.fixture
@@ -73,11 +75,28 @@ def _fits():
     return {}
 
 
+@pytest.fixture(scope="module")
+def _context(_datasets):
+    """The shared fits' RunContext, as a benchmark's: the task's images pass through a feature
+    extractor once, into one store that the pretrained-feature detectors read (four fits would
+    otherwise run the network over the same images four times). Other detectors ignore it."""
+    stores = {}
+
+    def feature_store(extractor):
+        key = json.dumps(extractor.key(), sort_keys=True)
+        if key not in stores:
+            stores[key] = FeatureStore(extractor.key())
+            stores[key].add(_datasets["images"], extractor(_datasets["images"]))
+        return stores[key]
+    return RunContext(feature_store=feature_store)
+
+
 @pytest.fixture
-def fitted(name, data, _fits):
-    """One fit per detector, shared by the tests that only read it (fits of GANs cost seconds)."""
+def fitted(name, data, _fits, _context):
+    """One fit per detector, shared by the tests that only read it (fits of GANs cost seconds).
+    Fresh fits elsewhere in this file run without the context, so without the feature store."""
     if name not in _fits:
-        _fits[name] = _make(name).fit(data[0], data[1], y=data[4])
+        _fits[name] = _make(name).configure(_context).fit(data[0], data[1], y=data[4])
     return _fits[name]
 
 

@@ -8,15 +8,12 @@ import html
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from ..fileio import atomic_write_bytes  # noqa: E402
-from .score import ScoreRow, read_for  # noqa: E402
+from ..eval.plots import pyplot
+from ..fileio import atomic_write_bytes
+from .score import ScoreRow, read_for
 
 GALLERY = 16  # images in each gallery
 THUMB = 96  # pixels a side
@@ -27,6 +24,7 @@ def _png_data_uri(data: bytes) -> str:
 
 
 def _histogram(scores: np.ndarray, threshold: float) -> bytes:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.hist(scores, bins=min(60, max(10, len(scores) // 5)), color="C0")
     ax.axvline(threshold, c="C3", lw=1.5, label=f"threshold {threshold:.4g}")

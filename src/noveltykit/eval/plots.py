@@ -3,18 +3,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # no display on servers and in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from .metrics import roc_curve
 
-from .metrics import roc_curve  # noqa: E402
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display on servers and in CI), imported on first
+    use: it costs about a second, and most commands that import this module draw nothing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def plot_cell(path: str | Path, labels: np.ndarray, scores: np.ndarray, title: str,
               auroc: float, threshold: float | None = None) -> Path:
     labels = np.asarray(labels).astype(bool)
+    plt = pyplot()
     fig, (ax_roc, ax_hist) = plt.subplots(1, 2, figsize=(9, 3.6))
     fpr, tpr, _ = roc_curve(labels, scores)
     ax_roc.plot(fpr, tpr, lw=1.5, label=f"AUROC {auroc:.4f}")
@@ -36,6 +43,7 @@ def plot_training_curves(path: str | Path, history: list[dict], title: str, sele
                          ) -> Path:
     """Losses and validation loss per epoch; the test AUROC, when recorded, is a diagnostic only."""
     epochs = [h["epoch"] + 1 for h in history]
+    plt = pyplot()
     fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(9, 3.6))
     for key, label in (("loss_g", "generator"), ("loss_d", "discriminator"), ("k", "distillation K_l"),
                        ("loss", "training loss"), ("val_loss", "validation (normal)")):
@@ -63,6 +71,7 @@ def plot_gan_trace(path: str | Path, trace: dict[str, list[float]], title: str, 
     held-out novel images (`diagnostic_novel_d_acc`: a diagnostic, never used to choose); the
     generated batch's variance and both learning rates. Pathology events are vertical lines."""
     steps = np.asarray(trace["step"])
+    plt = pyplot()
     fig, (ax_loss, ax_acc, ax_var) = plt.subplots(1, 3, figsize=(13, 3.6))
     ax_loss.plot(steps, trace["loss_g"], lw=0.6, label="generator (Forger)")
     ax_loss.plot(steps, trace["loss_d"], lw=0.6, label="discriminator (Curator)")
@@ -101,6 +110,7 @@ def plot_linear_gan(path: str | Path, history: dict[str, list[float]], title: st
     """The linear GAN's run (tech report A.5): D on data and on generated points, against the fixed
     point D(theta_g) = 1/2, and the two fixed-point residuals."""
     steps = np.arange(1, len(history["D_g"]) + 1)
+    plt = pyplot()
     fig, (ax_d, ax_r) = plt.subplots(1, 2, figsize=(9, 3.6))
     ax_d.plot(steps, history["D_x"], lw=0.8, label="D(theta x), data")
     ax_d.plot(steps, history["D_g"], lw=0.8, label="D(theta g), generated")
@@ -120,5 +130,5 @@ def _save(fig, path: str | Path, title: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
+    pyplot().close(fig)
     return path

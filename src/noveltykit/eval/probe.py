@@ -20,6 +20,7 @@ from ..data.protocols import make_split
 from ..detectors import load
 from ..fileio import atomic_write_bytes, atomic_write_json
 from .adversarial import TARGETS, clip_to_range, deepfool, detector_decision, fgsm, perturbation_norms, robustness
+from .plots import pyplot
 
 ATTACKS = ("fgsm", "deepfool")
 DEFAULT_EPS = 16 / 255  # 8 grey levels of 255 in the [-1, 1] scale
@@ -132,10 +133,7 @@ def _show(ax, img: np.ndarray) -> None:
 def example_grid(x: torch.Tensor, r: torch.Tensor, x_adv: torch.Tensor, rows: list[dict], title: str) -> bytes:
     """PNG bytes: originals, perturbations (each scaled so its largest |r| fills the grey range,
     mid-grey = 0) and perturbed images, normal and novel examples side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and in CI
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     normal = [i for i, row in enumerate(rows) if not row["is_novel"]]
     novel = [i for i, row in enumerate(rows) if row["is_novel"]]

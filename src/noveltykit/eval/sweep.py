@@ -34,6 +34,7 @@ from . import provenance
 from .executors import EXECUTORS, RAY_INSTALL, ExecutorConfig, ray_session
 from .methods import MethodSpec, _parse_value
 from .metrics import auroc
+from .plots import pyplot
 
 SPLIT_NOTE = "dev (normal validation vs other classes' training images; no test image read)"
 # What makes two sweeps the same experiment: an OUT written by another refuses to be reused.
@@ -443,10 +444,7 @@ def sweep_markdown(result: dict) -> str:
 
 def sweep_figure(result: dict) -> bytes:
     """PNG bytes: mean dev AUROC per grid point as bars, each class's as dots, the chosen bar dark."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and in CI
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     points = result["points"]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(points) + 2), 3.6))
