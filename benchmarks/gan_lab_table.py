@@ -1,0 +1,70 @@
+"""One row per method of GAN-lab bench folders: mean and worst test AUROC over the classes, what
+the pathology monitors said, D's accuracy on normal validation images at the last epoch, fit time.
+
+    python benchmarks/gan_lab_table.py docs/results/gan-lab-mnist/results.json \\
+        --ref docs/results/baselines-mnist/results.json:knn --ref docs/results/ede-gan-mnist/results.json:ede-gan
+
+Every figure is the last epoch's (no epoch is chosen); `--ref FILE:METHOD` adds a method's row
+from another folder, AUROC only. Only cells of one seed are read (`--seed`, default 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter, defaultdict
+
+
+def cells_by_method(path: str, seed: int) -> dict[str, list[dict]]:
+    out = defaultdict(list)
+    for cell in json.load(open(path))["results"]:
+        if cell["seed"] == seed:
+            out[cell["method"]].append(cell)
+    return out
+
+
+def monitors(cells: list[dict]) -> str:
+    """'stuck in 7 cells (steps 343-668)' per monitor that fired; 'none' when none did."""
+    steps = defaultdict(list)
+    for cell in cells:
+        for monitor in dict.fromkeys(e["monitor"] for e in cell["pathology_events"]):
+            steps[monitor].append(min(e["step"] for e in cell["pathology_events"] if e["monitor"] == monitor))
+    return "; ".join(f"`{m}` in {len(s)} (first at steps {min(s)}-{max(s)})" for m, s in sorted(steps.items())) or "none"
+
+
+def row(method: str, cells: list[dict], full: bool) -> str:
+    cells = sorted(cells, key=lambda c: c["class"])
+    a = [c["auroc"] for c in cells]
+    worst = min(cells, key=lambda c: c["auroc"])
+    head = (f"| {method} | {len(cells)} | {sum(a) / len(a):.4f} | {worst['auroc']:.4f} ({worst['class_name']}) "
+            f"| {sum(x < 0.5 for x in a)} |")
+    if not full:
+        return head + " | | |"
+    d_val = [c["history"][-1]["d_acc_val"] for c in cells if c["history"] and "d_acc_val" in c["history"][-1]]
+    d_text = f"{sum(d_val) / len(d_val):.3f}" if d_val else "-"
+    fit = sum(c["fit_seconds"] for c in cells) / len(cells)
+    return head + f" {d_text} | {monitors(cells)} | {fit:.0f} s |"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results", nargs="+", help="results.json of bench folders")
+    ap.add_argument("--ref", action="append", default=[], metavar="FILE:METHOD")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    print("| method | classes | mean AUROC | worst (class) | below 0.5 | D on normal val, last epoch "
+          "| monitors fired (cells) | fit, mean |")
+    print("|---|---|---|---|---|---|---|---|")
+    for ref in args.ref:
+        path, method = ref.rsplit(":", 1)
+        print(row(method, cells_by_method(path, args.seed)[method], full=False))
+    for path in args.results:
+        by_method = cells_by_method(path, args.seed)
+        for method, cells in by_method.items():
+            print(row(method, cells, full=True))
+    counts = Counter(c["class"] for p in args.results for cs in cells_by_method(p, args.seed).values() for c in cs)
+    if len(set(counts.values())) > 1:
+        print(f"\n(not every method has every class yet: {dict(sorted(counts.items()))})")
+
+
+if __name__ == "__main__":
+    main()
