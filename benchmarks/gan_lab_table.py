@@ -6,6 +6,8 @@ the pathology monitors said, D's accuracy on normal validation images at the las
 
 Every figure is the last epoch's (no epoch is chosen); `--ref FILE:METHOD` adds a method's row
 from another folder, AUROC only. Only cells of one seed are read (`--seed`, default 0).
+`--per-epoch` prints instead the mean over classes of each GAN epoch's test AUROC, the `--curves`
+diagnostic that nothing reads to choose.
 """
 from __future__ import annotations
 
@@ -45,12 +47,24 @@ def row(method: str, cells: list[dict], full: bool) -> str:
     return head + f" {d_text} | {monitors(cells)} | {fit:.0f} s |"
 
 
+def per_epoch(method: str, cells: list[dict]) -> str:
+    runs = [[e["diagnostic_test_auroc"] for e in c["history"] if e.get("phase", "gan") == "gan"] for c in cells]
+    means = [sum(r[i] for r in runs) / len(runs) for i in range(min(map(len, runs)))]
+    return f"| {method} | " + " | ".join(f"{m:.3f}" for m in means) + " |"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results", nargs="+", help="results.json of bench folders")
     ap.add_argument("--ref", action="append", default=[], metavar="FILE:METHOD")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-epoch", action="store_true")
     args = ap.parse_args()
+    if args.per_epoch:
+        for path in args.results:
+            for method, cells in cells_by_method(path, args.seed).items():
+                print(per_epoch(method, cells))
+        return
     print("| method | classes | mean AUROC | worst (class) | below 0.5 | D on normal val, last epoch "
           "| monitors fired (cells) | fit, mean |")
     print("|---|---|---|---|---|---|---|---|")
