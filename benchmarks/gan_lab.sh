@@ -32,11 +32,12 @@ stage() {
     probe)
       two --dataset mnist --protocol leave-one-out --classes 4 --seeds 0 --method $PROBED --save-models \
           --out runs/gan-lab-probe || return
-      for model in runs/gan-lab-probe/models/*/; do
+      for model in runs/gan-lab-probe/models/*/class4_seed0/; do  # bench saves models/<method>/<cell>/
+        method=$(basename "$(dirname "$model")")
         for attack in deepfool fgsm; do
-          [ -f "runs/gan-lab-probe/probe/$attack/$(basename "$model")/probe.json" ] && continue
+          [ -f "runs/gan-lab-probe/probe/$attack/$method/probe.json" ] && continue
           OMP_NUM_THREADS=1 "$NK" probe --model "$model" --attack $attack --dataset mnist --class 4 \
-              --protocol leave-one-out --n 64 --out "runs/gan-lab-probe/probe/$attack/$(basename "$model")" || return
+              --protocol leave-one-out --n 64 --out "runs/gan-lab-probe/probe/$attack/$method" || return
         done
       done ;;
     *) echo "unknown stage $1" >&2; return 2 ;;
