@@ -6,7 +6,8 @@
 #   stages: bayes-mnist bayes-fashion-mnist bayes-cifar10-jpeg (the three Bayes factor backgrounds),
 #           selfsup-cifar10-jpeg selfsup-fashion-mnist selfsup-mnist (rot4),
 #           geom72-cifar10-jpeg geom72-fashion-mnist geom72-mnist, loo-mnist (certainty, Bayes factor),
-#           loo-mnist-selfsup
+#           loo-mnist-selfsup, sweep-cifar10-jpeg sweep-fashion-mnist (selfsup's development-split
+#           study), flip-cifar10-jpeg flip-fashion-mnist (selfsup:transforms=rot4-flip, the study's choice)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . benchmarks/two_benches.sh
@@ -26,6 +27,12 @@ stage() {
     loo-mnist-selfsup)
       two --dataset mnist --protocol leave-one-out --classes all --seeds 0 --method selfsup:epochs=3 \
           --out runs/cls-loo-mnist ;;
+    sweep-*)   # the rule is fixed in docs/classifiers.md before the runs; no test image is read
+      two_of sweep --dataset "${1#sweep-}" --method selfsup --variant selfsup:score=dirichlet \
+          --variant selfsup:widen=2 --variant selfsup:epochs=60 --variant selfsup:transforms=rot4-flip \
+          --classes 2,3,8 --rule mean-dev-auroc --out "runs/sweep-selfsup-${1#sweep-}" ;;
+    flip-*)    two --dataset "${1#flip-}" --protocol one-vs-rest --classes all --seeds 0 \
+                   --method selfsup:transforms=rot4-flip --out "runs/cls-${1#flip-}" ;;
     *) echo "unknown stage $1" >&2; return 2 ;;
   esac
 }

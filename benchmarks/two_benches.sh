@@ -3,12 +3,14 @@
 # other has not claimed); returns the exit status of the worse one.
 NK=${NK:-.venv/bin/noveltykit}
 
-two() {
-  OMP_NUM_THREADS=1 "$NK" bench "$@" --quiet & a=$!
-  OMP_NUM_THREADS=1 "$NK" bench "$@" --quiet; rb=$?
+two_of() {  # two_of SUBCOMMAND ARGS... : the same for any resumable subcommand (bench, sweep)
+  OMP_NUM_THREADS=1 "$NK" "$@" --quiet & a=$!
+  OMP_NUM_THREADS=1 "$NK" "$@" --quiet; rb=$?
   wait $a; ra=$?
   return $(( ra > rb ? ra : rb ))
 }
+
+two() { two_of bench "$@"; }
 
 run_stages() {  # run_stages STAGE... : each through `stage`, timed; the worst exit status
   local status=0
