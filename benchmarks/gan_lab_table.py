@@ -7,13 +7,17 @@ the pathology monitors said, D's accuracy on normal validation images at the las
 Every figure is the last epoch's (no epoch is chosen); `--ref FILE:METHOD` adds a method's row
 from another folder, AUROC only. Only cells of one seed are read (`--seed`, default 0).
 `--per-epoch` prints instead the mean over classes of each GAN epoch's test AUROC, the `--curves`
-diagnostic that nothing reads to choose.
+diagnostic that nothing reads to choose. `--frozen` prints, for each cell whose per-step trace has
+learning rates (`lr_control` runs), the first step at which both rates sat at 0 and the share of
+the steps after it at which they still did; it reads the traces in the bench folder
+(`OUT/traces/`, not copied to docs/results).
 """
 from __future__ import annotations
 
 import argparse
 import json
 from collections import Counter, defaultdict
+from pathlib import Path
 
 
 def cells_by_method(path: str, seed: int) -> dict[str, list[dict]]:
@@ -53,13 +57,37 @@ def per_epoch(method: str, cells: list[dict]) -> str:
     return f"| {method} | " + " | ".join(f"{m:.3f}" for m in means) + " |"
 
 
+def frozen(folder: Path, cell: dict) -> str | None:
+    """'| method | class | first step both rates 0 | share of later steps at 0 |', or None."""
+    trace = json.load(open(folder / cell["trace_file"]))
+    if "lr_g" not in trace:
+        return None
+    zero = [i for i, (g, d) in enumerate(zip(trace["lr_g"], trace["lr_d"])) if g == 0 == d]
+    if not zero:
+        return f"| {cell['method']} | {cell['class']} | never | - |"
+    share = len(zero) / (len(trace["lr_g"]) - zero[0])
+    return f"| {cell['method']} | {cell['class']} | {trace['step'][zero[0]]} | {share:.2f} |"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results", nargs="+", help="results.json of bench folders")
     ap.add_argument("--ref", action="append", default=[], metavar="FILE:METHOD")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-epoch", action="store_true")
+    ap.add_argument("--frozen", action="store_true")
     args = ap.parse_args()
+    if args.frozen:
+        print("| method | class | first step with both rates 0 | share of the later steps at 0 |")
+        print("|---|---|---|---|")
+        for path in args.results:
+            for method, cells in cells_by_method(path, args.seed).items():
+                for cell in sorted(cells, key=lambda c: c["class"]):
+                    controlled = cell["params"].get("lr_control") not in (None, "none")
+                    line = controlled and cell.get("trace_file") and frozen(Path(path).parent, cell)
+                    if line:
+                        print(line)
+        return
     if args.per_epoch:
         for path in args.results:
             for method, cells in cells_by_method(path, args.seed).items():
