@@ -92,6 +92,7 @@ def test_resume_equals_uninterrupted_and_refuses_another_config(tmp_path):
                         checkpoint_dir=tmp_path / "b", resume=True)
     assert torch.equal(resumed.model.weight, full.model.weight)
     assert len(result.history) == 5 and len(resumed.seen) == 3 * 5, "only epochs 2-4 ran"
+    assert [r.get("from_checkpoint", False) for r in result.history] == [True, True, False, False, False]
     with pytest.raises(ValueError, match="another configuration"):
         train_loop(LinearUnit(), LoopConfig(epochs=5, batch_size=8, seed=3), X, XV, config={"toy": 2},
                    checkpoint_dir=tmp_path / "b", resume=True)

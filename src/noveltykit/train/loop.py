@@ -114,6 +114,8 @@ def train_loop(unit: TrainableUnit, cfg: LoopConfig, x_train: torch.Tensor, x_va
                              "use another checkpoint folder or drop --resume")
         unit.load_state(state["unit"])
         history, start, patience = state["history"], state["epoch"] + 1, state["patience"]
+        # an earlier process trained these epochs: a record's fit time then covers only the rest
+        history = [{**record, "from_checkpoint": True} for record in history]
         best = (state["best"]["val_loss"], state["best"]["epoch"], state["best"]["module"])
 
     n, bs, dev = len(x_train), cfg.batch_size, x_train.device
