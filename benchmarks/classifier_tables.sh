@@ -7,7 +7,7 @@
 #           selfsup-cifar10-jpeg selfsup-fashion-mnist selfsup-mnist (rot4),
 #           geom72-cifar10-jpeg geom72-fashion-mnist geom72-mnist, loo-mnist (certainty, Bayes factor),
 #           loo-mnist-selfsup, sweep-cifar10-jpeg sweep-fashion-mnist (selfsup's development-split
-#           study), flip-cifar10-jpeg flip-fashion-mnist (selfsup:transforms=rot4-flip, the study's choice)
+#           study), chosen-cifar10-jpeg chosen-fashion-mnist (the column of the variant that study chose)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . benchmarks/two_benches.sh
@@ -31,8 +31,13 @@ stage() {
       two_of sweep --dataset "${1#sweep-}" --method selfsup --variant selfsup:score=dirichlet \
           --variant selfsup:widen=2 --variant selfsup:epochs=60 --variant selfsup:transforms=rot4-flip \
           --classes 2,3,8 --rule mean-dev-auroc --out "runs/sweep-selfsup-${1#sweep-}" ;;
-    flip-*)    two --dataset "${1#flip-}" --protocol one-vs-rest --classes all --seeds 0 \
-                   --method selfsup:transforms=rot4-flip --out "runs/cls-${1#flip-}" ;;
+    chosen-*)  # the variant the sweep's rule chose (runs/ or its copy in docs/results/)
+      local record=runs/sweep-selfsup-${1#chosen-}/sweep.json
+      [ -f "$record" ] || record=docs/results/sweep-selfsup-${1#chosen-}/sweep.json
+      local method
+      method=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['chosen']['label'])" "$record") || return
+      two --dataset "${1#chosen-}" --protocol one-vs-rest --classes all --seeds 0 --method "$method" \
+          --out "runs/cls-${1#chosen-}" ;;
     *) echo "unknown stage $1" >&2; return 2 ;;
   esac
 }
