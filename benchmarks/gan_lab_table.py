@@ -10,7 +10,8 @@ from another folder, AUROC only. Only cells of one seed are read (`--seed`, defa
 diagnostic that nothing reads to choose. `--frozen` prints, for each cell whose per-step trace has
 learning rates (`lr_control` runs), the first step at which both rates sat at 0 and the share of
 the steps after it at which they still did; it reads the traces in the bench folder
-(`OUT/traces/`, not copied to docs/results).
+(`OUT/traces/`, not copied to docs/results). `--events` prints each cell in which a monitor
+fired: its AUROC, each monitor's first step, and how often D was re-initialised.
 """
 from __future__ import annotations
 
@@ -58,15 +59,18 @@ def per_epoch(method: str, cells: list[dict]) -> str:
 
 
 def frozen(folder: Path, cell: dict) -> str | None:
-    """'| method | class | first step both rates 0 | share of later steps at 0 |', or None."""
+    """One row: the first step with both rates 0, the share of later steps at 0, and the ranges of
+    L_g, L_C and D's batch accuracy from that step on; None for a trace without rates."""
     trace = json.load(open(folder / cell["trace_file"]))
     if "lr_g" not in trace:
         return None
     zero = [i for i, (g, d) in enumerate(zip(trace["lr_g"], trace["lr_d"])) if g == 0 == d]
     if not zero:
-        return f"| {cell['method']} | {cell['class']} | never | - |"
+        return f"| {cell['method']} | {cell['class']} | never | - | - | - | - |"
     share = len(zero) / (len(trace["lr_g"]) - zero[0])
-    return f"| {cell['method']} | {cell['class']} | {trace['step'][zero[0]]} | {share:.2f} |"
+    spans = " | ".join(f"{min(trace[k][zero[0]:]):.2f}-{max(trace[k][zero[0]:]):.2f}"
+                       for k in ("loss_g", "loss_d", "d_acc"))
+    return f"| {cell['method']} | {cell['class']} | {trace['step'][zero[0]]} | {share:.2f} | {spans} |"
 
 
 def main():
@@ -76,10 +80,26 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--per-epoch", action="store_true")
     ap.add_argument("--frozen", action="store_true")
+    ap.add_argument("--events", action="store_true")
     args = ap.parse_args()
+    if args.events:
+        print("| method | class | AUROC | monitors (first step) | D re-initialised |")
+        print("|---|---|---|---|---|")
+        for path in args.results:
+            for method, cells in cells_by_method(path, args.seed).items():
+                for cell in sorted(cells, key=lambda c: c["class"]):
+                    if cell["pathology_events"]:
+                        first = {}
+                        for e in cell["pathology_events"]:
+                            first.setdefault(e["monitor"], e["step"])
+                        fired = ", ".join(f"`{m}` ({step})" for m, step in first.items())
+                        reinits = sum(h.get("d_reinits", 0) for h in cell["history"])
+                        print(f"| {method} | {cell['class']} | {cell['auroc']:.4f} | {fired} | {reinits} |")
+        return
     if args.frozen:
-        print("| method | class | first step with both rates 0 | share of the later steps at 0 |")
-        print("|---|---|---|---|")
+        print("| method | class | first step with both rates 0 | share of the later steps at 0 "
+              "| L_g from then | L_C from then | D batch accuracy from then |")
+        print("|---|---|---|---|---|---|---|")
         for path in args.results:
             for method, cells in cells_by_method(path, args.seed).items():
                 for cell in sorted(cells, key=lambda c: c["class"]):

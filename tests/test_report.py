@@ -47,3 +47,12 @@ def test_detectors_on_pretrained_features_are_labelled_in_the_header():
     feat = {**_rec(0, 0, "feat-knn", 0.9), "feature_seconds": 12.0}
     lines = metric_table([_rec(0, 0, "knn", 0.7), feat]).splitlines()
     assert lines[0] == "| class | knn | feat-knn (ImageNet-pretrained) |"
+
+
+def test_timing_table_gives_ranges_and_counts_resumed_cells():
+    from noveltykit.eval.report import timing_table
+    base = {"method": "ae", "n_test": 100, "score_seconds": 2.0}
+    cells = [{**base, "fit_seconds": 10.0, "history": [{"seconds": 4.0}, {"seconds": 6.0}]},
+             {**base, "fit_seconds": 3.0, "history": [{"seconds": 5.0, "from_checkpoint": True}, {"seconds": 3.0}]}]
+    row = timing_table(cells).splitlines()[2]
+    assert row == "| ae | 6.50 | 3-10 | 2-2 | 3-6 | 100 | 2 | 1 |"

@@ -126,7 +126,7 @@ def cmd_set_threshold(args) -> int:
 
 def cmd_report(args) -> int:
     from .eval.bench import load_results
-    from .eval.report import metric_table, write_report
+    from .eval.report import metric_table, timing_table, write_report
     results, source = [], {}
     for run in args.run:
         found = load_results(Path(run) / "results.json")
@@ -155,6 +155,8 @@ def cmd_report(args) -> int:
                              f"seed {r['seed']}; report them apart, or narrow with --methods/--classes/--seeds")
         first[key] = source[id(r)]
     print(metric_table(results, args.metric, with_paper=not args.no_paper))
+    if args.times:
+        print("\n" + timing_table(results))
     return 0
 
 
@@ -346,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--metric", default="auroc", choices=["auroc", "aupr", "fpr95", "prec_at_n", "auroc_val"],
                      help="auroc_val: AUROC of the epoch with the lowest normal-validation loss "
                           "(what select=val gives; needs bench --curves)")
+    rep.add_argument("--times", action="store_true", help="also the fit, score and epoch seconds of each method")
     rep.set_defaults(func=cmd_report)
 
     prof = sub.add_parser("profile", help="parameters and multiply-accumulates of a GAN detector's networks")
