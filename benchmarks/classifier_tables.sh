@@ -7,11 +7,20 @@
 #           selfsup-cifar10-jpeg selfsup-fashion-mnist selfsup-mnist (rot4),
 #           geom72-cifar10-jpeg geom72-fashion-mnist geom72-mnist, loo-mnist (certainty, Bayes factor),
 #           loo-mnist-selfsup, sweep-cifar10-jpeg sweep-fashion-mnist (selfsup's development-split
-#           study), chosen-cifar10-jpeg chosen-fashion-mnist (the column of the variant that study chose)
+#           study), chosen-cifar10-jpeg chosen-fashion-mnist (the column of the variant that study chose),
+#           sweep2-cifar10-jpeg sweep2-fashion-mnist, chosen2-cifar10-jpeg chosen2-fashion-mnist (its second round)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . benchmarks/two_benches.sh
 BAYES="bayes-factor bayes-factor:background=uniform bayes-factor:background=compression"
+
+sweep_dir() {  # a finished sweep's folder: runs/NAME, else its copy docs/results/NAME
+  local d
+  for d in "runs/$1" "docs/results/$1"; do [ -f "$d/sweep.json" ] && { echo "$d"; return; }; done
+  echo "no finished sweep $1 in runs/ or docs/results/" >&2; return 1
+}
+
+chosen_label() { python3 -c "import json, sys; print(json.load(open(sys.argv[1] + '/sweep.json'))['chosen']['label'])" "$1"; }
 
 stage() {
   case $1 in
@@ -31,13 +40,25 @@ stage() {
       two_of sweep --dataset "${1#sweep-}" --method selfsup --variant selfsup:score=dirichlet \
           --variant selfsup:widen=2 --variant selfsup:epochs=60 --variant selfsup:transforms=rot4-flip \
           --classes 2,3,8 --rule mean-dev-auroc --out "runs/sweep-selfsup-${1#sweep-}" ;;
-    chosen-*)  # the variant the sweep's rule chose (runs/ or its copy in docs/results/)
-      local record=runs/sweep-selfsup-${1#chosen-}/sweep.json
-      [ -f "$record" ] || record=docs/results/sweep-selfsup-${1#chosen-}/sweep.json
-      local method
-      method=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['chosen']['label'])" "$record") || return
-      two --dataset "${1#chosen-}" --protocol one-vs-rest --classes all --seeds 0 --method "$method" \
-          --out "runs/cls-${1#chosen-}" ;;
+    sweep2-*)  # the second round (docs/classifiers.md, rule fixed before its runs): the first
+      # round's choice is the incumbent, its trials adopted from the first round's folder
+      local ds=${1#sweep2-} prev incumbent variants
+      prev=$(sweep_dir "sweep-selfsup-$ds") && incumbent=$(chosen_label "$prev") || return
+      case $ds in
+        cifar10-jpeg)  variants="--variant selfsup:transforms=geom72 --variant selfsup:transforms=rot4-trans
+                                 --variant selfsup:transforms=rot4-flip,score=dirichlet" ;;
+        fashion-mnist) variants="--variant selfsup:transforms=geom72,score=dirichlet
+                                 --variant selfsup:transforms=rot4-trans,score=dirichlet" ;;
+        *) echo "no second round for $ds" >&2; return 2 ;;
+      esac
+      # shellcheck disable=SC2086  # $variants is a list of words
+      two_of sweep --dataset "$ds" --method "$incumbent" $variants --classes 2,3,8 --rule mean-dev-auroc \
+          --reuse "$prev" --out "runs/sweep2-selfsup-$ds" ;;
+    chosen-*|chosen2-*)  # the variant a round's rule chose (runs/ or its copy in docs/results/)
+      local round=${1%%-*} ds=${1#*-} record method
+      record=$(sweep_dir "${round/chosen/sweep}-selfsup-$ds") && method=$(chosen_label "$record") || return
+      two --dataset "$ds" --protocol one-vs-rest --classes all --seeds 0 --method "$method" \
+          --out "runs/cls-$ds" ;;
     *) echo "unknown stage $1" >&2; return 2 ;;
   esac
 }

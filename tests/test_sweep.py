@@ -205,6 +205,22 @@ def test_a_rerun_redoes_only_missing_trials_and_gives_the_same_figures(tmp_path,
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_reuse_adopts_another_sweeps_matching_trials_and_fits_only_the_rest(tmp_path, noisy, fits):
+    first = run_sweep(_cfg(tmp_path / "one", grid={"k": ["1", "5"]}), noisy, progress=False)
+    fits.clear()
+    cfg = _cfg(tmp_path / "two", grid={}, method="knn:k=5", variants=["knn:k=3"], reuse=[str(tmp_path / "one")])
+    second = run_sweep(cfg, noisy, progress=False)
+    assert len(fits) == 2, "only knn:k=3's two classes were fitted; knn:k=5's trials were adopted"
+    assert second["points"][0]["aurocs"] == first["points"][1]["aurocs"]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "two" / "trials").glob("*.json")]
+    assert sorted(r.get("reused_from", "") for r in records) == ["", "", str(tmp_path / "one"), str(tmp_path / "one")]
+    fits.clear()  # a trial of another seed is not the same trial: it is fitted, not adopted
+    run_sweep(_cfg(tmp_path / "three", grid={"k": ["5"]}, seed=1, reuse=[str(tmp_path / "one")]), noisy, progress=False)
+    assert len(fits) == 2
+    with pytest.raises(ValueError, match="no trials/ folder"):
+        _cfg(tmp_path / "four", reuse=[str(tmp_path / "nowhere")])
+
+
 @pytest.mark.parametrize("kw", [{"grid": {"k": ["1", "3"]}}, {"seed": 1}, {"classes": [0]},
                                 {"rule": "worst-class-dev-auroc"}, {"grid": {"k": ["5", "1"]}}])
 def test_another_config_into_the_same_out_is_refused(tmp_path, blobs, fits, kw):

@@ -73,7 +73,8 @@ def cmd_sweep(args) -> int:
                       device=args.device, classes=args.classes,
                       out=args.out, seed=args.seed, rule=args.rule, image_size=args.image_size,
                       data_dir=args.data_dir, n_novel=args.n_novel, executor=args.executor,
-                      address=args.address, cpus_per_trial=args.cpus_per_trial, curves=args.curves)
+                      address=args.address, cpus_per_trial=args.cpus_per_trial, curves=args.curves,
+                      reuse=args.reuse)
     result = run_sweep(cfg, progress=not args.quiet)
     chosen = result["points"][result["chosen"]["index"]]
     print(f"chosen by {args.rule} on the dev split: {chosen['label']} (mean dev AUROC {chosen['mean']:.4f})")
@@ -335,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     swp.add_argument("--curves", action="store_true",
                      help="also record each trained trial's dev AUROC after every epoch (a diagnostic the rule "
                           "never reads; one more scoring pass of the dev split an epoch)")
+    swp.add_argument("--reuse", action="append", default=[], metavar="OUT",
+                     help="another sweep's --out: its finished trials of the same (spec, class, seed, data) "
+                          "are copied in, not refitted (e.g. a second round's incumbent); repeat for more")
     swp.add_argument("--quiet", action="store_true")
     swp.set_defaults(func=cmd_sweep)
 

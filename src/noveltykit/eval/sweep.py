@@ -3,6 +3,8 @@
     OUT/config.json       the sweep's config, written before any trial: one OUT holds one sweep
     OUT/trials/<id>.json  one finished trial (grid point, class), written atomically; a rerun skips it
     OUT/trials/<id>.lock  held by the process fitting that trial: processes sharing OUT share its trials
+                          (`reuse`: another sweep's finished trial of the same spec and class is
+                          copied in, marked `reused_from`, instead of refitted)
     OUT/tune/sweep        the Ray Tune experiment (executor "ray" only), restored by a rerun
     OUT/sweep.json        every point's dev AUROC per class, the rule and its docstring, the choice
     OUT/sweep.md          the same as a table, the chosen row in bold
@@ -137,6 +139,10 @@ class SweepConfig:
     # the dev AUROC after every epoch of a trained detector, a diagnostic the rule never reads: it
     # costs one scoring pass of the dev split an epoch (for selfsup, as much as the training)
     curves: bool = False
+    # other sweeps' OUT folders whose finished trials this one adopts instead of refitting them
+    # (a trial is the same when dataset, class, seed, spec, image size and n_novel agree): a second
+    # round of a study keeps the first round's incumbent without paying for it again
+    reuse: list = field(default_factory=list)
     _points: list = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -154,6 +160,10 @@ class SweepConfig:
         if not self.classes or len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be a non-empty list without repeats, got {self.classes}")
         self.variants = [str(v) for v in self.variants]
+        self.reuse = [str(r) for r in self.reuse]
+        for folder in self.reuse:
+            if not (Path(folder) / "trials").is_dir():
+                raise ValueError(f"--reuse {folder}: no trials/ folder there (give another sweep's --out)")
         if self.variants and self.grid:
             raise ValueError("give a grid or variants, not both")
         if self.variants:
@@ -249,6 +259,24 @@ def _trial_file(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trial
 
 def finished_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_dir: Path) -> dict | None:
     return _read_trial(*_trial_file(view, cfg, point, cls, trials_dir))
+
+
+def adopt_trials(view: TrainOnly, cfg: SweepConfig, trials_dir: Path) -> int:
+    """Copy into `trials_dir` each missing trial that a `cfg.reuse` sweep finished (checked field by
+    field, as a rerun checks its own), marked `reused_from`; returns how many were adopted."""
+    adopted = 0
+    for point in cfg.points:
+        for cls in cfg.classes:
+            path, expect = _trial_file(view, cfg, point, cls, trials_dir)
+            if _read_trial(path, expect) is not None:
+                continue
+            for folder in cfg.reuse:
+                record = _read_trial(Path(folder) / "trials" / path.name, expect)
+                if record is not None:
+                    atomic_write_json(path, {**record, "reused_from": str(folder)})
+                    adopted += 1
+                    break
+    return adopted
 
 
 def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_dir: Path,
@@ -400,6 +428,7 @@ def run_sweep(cfg: SweepConfig, dataset=None, progress: bool = True) -> dict:
     atomic_write_json(out / "config.json", {"config": cfg.as_dict()})
     trials_dir = out / "trials"
     trials_dir.mkdir(parents=True, exist_ok=True)
+    adopt_trials(view, cfg, trials_dir)
     unfinished = any(finished_trial(view, cfg, p, c, trials_dir) is None for p in cfg.points for c in cfg.classes)
     if cfg.executor == "ray" and unfinished:  # all done already: no Ray start-up
         _run_ray(view, cfg, out, trials_dir)
