@@ -167,6 +167,22 @@ def test_wide_resnet_shapes_and_depths():
         WideResNet(3, (4,), depth=12)
 
 
+def test_wide_resnet_channels_last_input_is_a_speed_only():
+    """The channels-last input layout changes no output beyond float rounding, in eval and in
+    training mode (BatchNorm on batch statistics), and leaves the weights' layout as saved."""
+    torch.manual_seed(0)
+    net, x = WideResNet(3, (4, 3), depth=10, widen=1), torch.randn(8, 3, 32, 32)
+    for train in (False, True):
+        net.train(train)
+        net.channels_last = True
+        fast = net(x)
+        net.channels_last = False
+        plain = net(x)
+        for a, b in zip(fast, plain):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert all(p.is_contiguous() for p in net.parameters())
+
+
 # --- Bayes factor ----------------------------------------------------------------------------------
 def _one_d(n=400, seed=0):
     rng = np.random.default_rng(seed)

@@ -28,6 +28,7 @@ SCORE_BATCH = 512
 class TorchDetector(Detector):
     history_: list[dict]
     selected_epoch_: int
+    score_batch_size = SCORE_BATCH  # images a scoring pass; a family may set its own (a speed, not a result)
 
     def _build_modules(self, shape: tuple[int, int, int]) -> dict[str, nn.Module]:
         """Fresh modules by name, for a model of images of `shape` (what `load` fills)."""
@@ -58,8 +59,8 @@ class TorchDetector(Detector):
         was_training = module.training
         module.eval()
         dev = next(module.parameters()).device
-        parts = [self._score_batch(module, x[i:i + SCORE_BATCH].to(dev)).double().cpu()
-                 for i in range(0, len(x), SCORE_BATCH)]
+        parts = [self._score_batch(module, x[i:i + self.score_batch_size].to(dev)).double().cpu()
+                 for i in range(0, len(x), self.score_batch_size)]
         module.train(was_training)
         return torch.cat(parts).numpy()
 
