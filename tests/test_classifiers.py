@@ -157,6 +157,21 @@ def test_selfsup_dirichlet_score_fits_one_per_transformation_and_reloads(tmp_pat
                                det.decision_function(ds.test_x), rtol=1e-6)
 
 
+def test_scoring_shows_a_bar_over_its_batches_only_with_progress_and_keeps_its_scores(monkeypatch):
+    from noveltykit.detectors import torch_base
+    from noveltykit.detectors.context import RunContext
+    ds = make_blobs_dataset(n_train=20, n_test=10, channels=1, size=32)
+    det = detectors.make("selfsup", epochs=1, batch_size=8).fit(ds.train_x[ds.train_y == 0])
+    bars = []
+    monkeypatch.setattr(torch_base, "tqdm", lambda it, **kw: bars.append(kw) or it)
+    monkeypatch.setattr(type(det), "score_batch_size", 3)  # 10 images: 4 batches
+    quiet = det.decision_function(ds.test_x)
+    det.configure(RunContext(progress=True))
+    shown = det.decision_function(ds.test_x)
+    assert [b["disable"] for b in bars] == [True, False] and bars[1]["desc"] == "scoring"
+    np.testing.assert_allclose(shown, quiet, rtol=1e-6)
+
+
 def test_wide_resnet_shapes_and_depths():
     net = WideResNet(3, (4, 3, 3), depth=10, widen=4)
     outs = net(torch.randn(2, 3, 32, 32))

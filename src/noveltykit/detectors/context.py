@@ -18,7 +18,7 @@ class RunContext:
     checkpoint_dir: Path | None = None  # trained detectors: a checkpoint every epoch, here
     resume: bool = False  # continue from the checkpoint in checkpoint_dir (same config only)
     device: str | None = None  # "cpu" or "cuda[:N]"; None: the CPU
-    progress: bool = False  # progress bars inside a fit
+    progress: bool = False  # progress bars inside a fit, and over a long scoring's batches
     # distillation: teachers trained for a fit are kept here and shared, keyed by what they are
     teacher_cache: Path | None = None
     # pretrained features: extractor -> a store of the dataset's features (each image extracted once)

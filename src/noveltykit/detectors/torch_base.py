@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from ..train.loop import LoopConfig, train_loop
 from ..train.model_unit import ModelUnit
@@ -54,13 +55,16 @@ class TorchDetector(Detector):
         return dev if not dev.startswith("cuda") or torch.cuda.is_available() else "cpu"
 
     @torch.no_grad()
-    def _scores(self, module: nn.Module, x: torch.Tensor) -> np.ndarray:
-        """Per-image scores in eval mode, batched, on the module's device."""
+    def _scores(self, module: nn.Module, x: torch.Tensor, progress: bool = False) -> np.ndarray:
+        """Per-image scores in eval mode, batched, on the module's device; `progress`: a bar over
+        the batches, shown only when scoring takes over 2 s (selfsup's geom72: minutes)."""
         was_training = module.training
         module.eval()
         dev = next(module.parameters()).device
+        starts = tqdm(range(0, len(x), self.score_batch_size), desc="scoring", unit="batch", leave=False,
+                      delay=2.0, disable=not progress)
         parts = [self._score_batch(module, x[i:i + self.score_batch_size].to(dev)).double().cpu()
-                 for i in range(0, len(x), self.score_batch_size)]
+                 for i in starts]
         module.train(was_training)
         return torch.cat(parts).numpy()
 
@@ -72,7 +76,7 @@ class TorchDetector(Detector):
 
     def _score(self, x) -> np.ndarray:
         module = self.scorer().to(self.device())
-        return self._scores(module, x)
+        return self._scores(module, x, progress=self.context.progress)
 
     def fit_report(self) -> dict:
         return {"history": self.history_, "selected_epoch": self.selected_epoch_}
