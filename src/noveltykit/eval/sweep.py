@@ -485,9 +485,12 @@ def sweep_figure(result: dict) -> bytes:
     names = [",".join(f"{k}={v}" for k, v in p["params"].items()) for p in points]
     ax.set_xticks(list(xs), names, rotation=30, ha="right", fontsize=8)
     lo = min(min(p["aurocs"]) for p in points)
-    ax.set(ylabel="dev AUROC", ylim=(max(0.0, lo - 0.05), 1.01),
-           title=f"{result['config']['method']} on {result['data']['name']} (dev split; rule {result['rule']['name']})")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set(ylabel="dev AUROC", ylim=(max(0.0, lo - 0.05), 1.01))
+    # two lines and the legend beside the axes: a long incumbent spec must not run off the figure,
+    # and no key may hide a dot
+    ax.set_title(f"{result['config']['method']} on {result['data']['name']}\n"
+                 f"(dev split; rule {result['rule']['name']})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
