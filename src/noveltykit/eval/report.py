@@ -89,7 +89,8 @@ def _span(values) -> str:
 def timing_table(results: list[dict]) -> str:
     """Fit and score seconds per method, and a trained detector's epoch seconds. A cell resumed
     from a checkpoint has history records marked `from_checkpoint`: its fit time covers only
-    the epochs its last process ran, so such cells are counted apart."""
+    the epochs its last process ran (and still enters the fit mean and range), so the count of
+    such cells is shown beside them."""
     lines = ["| method | fit s (mean) | fit s (range) | score s (range) | epoch s (range) | test images "
              "| cells | resumed cells |", "|---|---|---|---|---|---|---|---|"]
     for m in dict.fromkeys(r["method"] for r in results):
