@@ -205,7 +205,7 @@ def test_a_rerun_redoes_only_missing_trials_and_gives_the_same_figures(tmp_path,
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_reuse_adopts_another_sweeps_matching_trials_and_fits_only_the_rest(tmp_path, noisy, fits):
+def test_reuse_adopts_another_sweeps_matching_trials_and_fits_only_the_rest(tmp_path, noisy, fits, capsys):
     first = run_sweep(_cfg(tmp_path / "one", grid={"k": ["1", "5"]}), noisy, progress=False)
     fits.clear()
     cfg = _cfg(tmp_path / "two", grid={}, method="knn:k=5", variants=["knn:k=3"], reuse=[str(tmp_path / "one")])
@@ -214,6 +214,9 @@ def test_reuse_adopts_another_sweeps_matching_trials_and_fits_only_the_rest(tmp_
     assert second["points"][0]["aurocs"] == first["points"][1]["aurocs"]
     records = [json.loads(p.read_text()) for p in (tmp_path / "two" / "trials").glob("*.json")]
     assert sorted(r.get("reused_from", "") for r in records) == ["", "", str(tmp_path / "one"), str(tmp_path / "one")]
+    capsys.readouterr()
+    run_sweep(_cfg(tmp_path / "five", grid={}, method="knn:k=5", variants=["knn:k=3"], reuse=[str(tmp_path / "one")]), noisy, progress=True)
+    assert f"adopted 2 finished trial(s) from {tmp_path / 'one'}" in capsys.readouterr().err
     fits.clear()  # a trial of another seed is not the same trial: it is fitted, not adopted
     run_sweep(_cfg(tmp_path / "three", grid={"k": ["5"]}, seed=1, reuse=[str(tmp_path / "one")]), noisy, progress=False)
     assert len(fits) == 2

@@ -23,6 +23,7 @@ import io
 import itertools
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -428,7 +429,9 @@ def run_sweep(cfg: SweepConfig, dataset=None, progress: bool = True) -> dict:
     atomic_write_json(out / "config.json", {"config": cfg.as_dict()})
     trials_dir = out / "trials"
     trials_dir.mkdir(parents=True, exist_ok=True)
-    adopt_trials(view, cfg, trials_dir)
+    adopted = adopt_trials(view, cfg, trials_dir)
+    if adopted and progress:  # say so: these trials' times are the other sweep's, not this run's
+        print(f"sweep: adopted {adopted} finished trial(s) from {', '.join(cfg.reuse)}", file=sys.stderr)
     unfinished = any(finished_trial(view, cfg, p, c, trials_dir) is None for p in cfg.points for c in cfg.classes)
     if cfg.executor == "ray" and unfinished:  # all done already: no Ray start-up
         _run_ray(view, cfg, out, trials_dir)
