@@ -8,7 +8,8 @@
 #           geom72-cifar10-jpeg geom72-fashion-mnist geom72-mnist, loo-mnist (certainty, Bayes factor),
 #           loo-mnist-selfsup, sweep-cifar10-jpeg sweep-fashion-mnist (selfsup's development-split
 #           study), chosen-cifar10-jpeg chosen-fashion-mnist (the column of the variant that study chose),
-#           sweep2-cifar10-jpeg sweep2-fashion-mnist, chosen2-cifar10-jpeg chosen2-fashion-mnist (its second round)
+#           sweep2-cifar10-jpeg sweep2-fashion-mnist, chosen2-cifar10-jpeg chosen2-fashion-mnist (its second round),
+#           sweep3-cifar10-jpeg, chosen3-cifar10-jpeg (its third round, CIFAR-10 only)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . benchmarks/two_benches.sh
@@ -54,7 +55,15 @@ stage() {
       # shellcheck disable=SC2086  # $variants is a list of words
       two_of sweep --dataset "$ds" --method "$incumbent" $variants --classes 2,3,8 --rule mean-dev-auroc \
           --reuse "$prev" --out "runs/sweep2-selfsup-$ds" ;;
-    chosen-*|chosen2-*)  # the variant a round's rule chose (runs/ or its copy in docs/results/)
+    sweep3-cifar10-jpeg)  # the third and last CPU round (docs/classifiers.md, rule fixed before its
+      # runs): the incumbent refitted on the current network path, not adopted
+      local incumbent
+      incumbent=$(chosen_label "$(sweep_dir sweep2-selfsup-cifar10-jpeg)") || return
+      two_of sweep --dataset cifar10-jpeg --method "$incumbent" --variant "$incumbent,widen=2" \
+          --variant "$incumbent,shift_augment=4" --variant "$incumbent,lr_schedule=cosine" \
+          --variant "$incumbent,ema_decay=0.995" --classes 2,3,8 --rule mean-dev-auroc \
+          --out runs/sweep3-selfsup-cifar10-jpeg ;;
+    chosen-*|chosen2-*|chosen3-*)  # the variant a round's rule chose (runs/ or its copy in docs/results/)
       local round=${1%%-*} ds=${1#*-} record method
       record=$(sweep_dir "${round/chosen/sweep}-selfsup-$ds") && method=$(chosen_label "$record") || return
       two --dataset "$ds" --protocol one-vs-rest --classes all --seeds 0 --method "$method" \

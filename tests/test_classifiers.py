@@ -157,6 +157,49 @@ def test_selfsup_dirichlet_score_fits_one_per_transformation_and_reloads(tmp_pat
                                det.decision_function(ds.test_x), rtol=1e-6)
 
 
+def test_selfsup_shift_augment_shifts_each_training_image_within_its_range_before_its_transformation():
+    from noveltykit.data.transforms import translate
+    x = torch.rand(16, 1, 32, 32) * 2 - 1
+    plain = detectors.make("selfsup", transforms="rot4")
+    same_x, same_index = plain.training_batch(x, torch.Generator().manual_seed(3))
+    assert torch.equal(same_x, x)  # no augmentation: the batch itself
+    det = detectors.make("selfsup", transforms="rot4", shift_augment=4)
+    shifted, index = det.training_batch(x, torch.Generator().manual_seed(3))
+    assert torch.equal(index, same_index)  # the transformations are drawn as without the shift
+    moved = 0
+    for i in range(len(x)):
+        match = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
+                 if torch.equal(shifted[i:i + 1], translate(x[i:i + 1], dy, dx, fill="reflect"))]
+        assert len(match) == 1, i  # exactly one shift in range explains each image
+        moved += match[0] != (0, 0)
+    assert moved >= 12  # 81 shifts, 1 of them none: most images move
+    # the loss sees the shifted batch under its transformations
+    torch.manual_seed(0)
+    model = det._build((1, 32, 32)).eval()
+    with torch.no_grad():
+        loss, _ = det._loss(model, x, torch.Generator().manual_seed(3))
+        assert float(loss) == pytest.approx(float(det.transformation_loss(model, shifted, index)), rel=1e-6)
+    with pytest.raises(ValueError, match="shift_augment"):
+        detectors.make("selfsup", shift_augment=-1)
+    with pytest.raises(ValueError, match="half the image side"):
+        detectors.make("selfsup", shift_augment=16).training_batch(x, torch.Generator())
+
+
+def test_cosine_lr_schedule_sets_each_epochs_rate_and_records_it():
+    ds = make_blobs_dataset(n_train=20, n_test=4, channels=1, size=32)
+    det = detectors.make("selfsup", epochs=4, batch_size=8, lr=1e-3, lr_schedule="cosine")
+    hand = [1e-3 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]  # 1e-3, 8.5e-4, 5e-4, 1.5e-4
+    assert [det._lr_at(e) for e in range(4)] == pytest.approx(hand)
+    det.fit(ds.train_x[ds.train_y == 0])
+    assert [r["lr"] for r in det.history_] == pytest.approx(hand)
+    constant = detectors.make("selfsup", epochs=2, batch_size=8, lr=1e-3).fit(ds.train_x[ds.train_y == 0])
+    assert [r["lr"] for r in constant.history_] == [1e-3, 1e-3]
+    with pytest.raises(ValueError, match="lr_schedule"):
+        detectors.make("selfsup", lr_schedule="step")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        detectors.make("deep-svdd", lr_schedule="cosine")
+
+
 def test_scoring_shows_a_bar_over_its_batches_only_with_progress_and_keeps_its_scores(monkeypatch):
     from noveltykit.detectors import torch_base
     from noveltykit.detectors.context import RunContext

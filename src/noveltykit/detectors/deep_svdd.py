@@ -63,6 +63,9 @@ class DeepSVDDDetector(TrainedDetector):
         self.contrast_norm, self.fresh_optimizer, self.fine_tune = bool(contrast_norm), bool(fresh_optimizer), int(fine_tune)
         self._phase = "svdd"
         super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, **base)
+        if self.lr_schedule != "constant":  # its own schedule (`fine_tune`) is the one it runs
+            raise ValueError("deep-svdd schedules its learning rate by phase (fine_tune); "
+                             f"lr_schedule={self.lr_schedule!r} is not supported")
 
     def loop_config(self):
         """`epochs` counts the Deep SVDD epochs; the loop runs the pre-training epochs first."""

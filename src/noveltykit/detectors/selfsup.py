@@ -4,7 +4,9 @@ normal image. On a novel image it is less sure which one it sees.
 
 Training: each image of a batch gets a seeded random transformation of the set; the loss is the
 cross-entropy of the true transformation (summed over the heads of `rot4-trans`). An epoch sees
-every training image once, under one transformation.
+every training image once, under one transformation. `shift_augment=s` first shifts each training
+image by its own seeded (dy, dx) in [-s, s] px with reflect fill (a data augmentation, as the
+random crops of Hendrycks et al. 2019); scoring never shifts.
 
 Scores (eval mode, every image under every transformation of the set, batched):
 - `score="nll"`: the sum over transformations (and heads) of -log p(true transformation).
@@ -23,6 +25,7 @@ from scipy.special import digamma, polygamma
 from torch import nn
 
 from ..data.geometric import SETS, apply_each, transformation_set
+from ..data.transforms import random_translations
 from ..nets.wrn import WideResNet
 from .autoencoders import CPU_EPOCHS
 from .registry import register
@@ -75,7 +78,7 @@ class SelfSupervisedDetector(TrainedDetector):
 
     def __init__(self, transforms: str = "rot4", depth: int = 10, widen: int = 1, dropout: float = 0.0,
                  score: str = "nll", clip: float = 1e-6, epochs: int = CPU_EPOCHS, batch_size: int = 64,
-                 lr: float = 1e-3, weight_decay: float = 0.0, **base):
+                 lr: float = 1e-3, weight_decay: float = 0.0, shift_augment: int = 0, **base):
         if transforms not in SETS:
             raise ValueError(f"transforms must be one of {SETS}, got {transforms!r}")
         if score not in SCORES:
@@ -84,6 +87,9 @@ class SelfSupervisedDetector(TrainedDetector):
             raise ValueError(f"clip must be in (0, 0.5), got {clip}")
         self.transforms, self.depth, self.widen, self.dropout = transforms, int(depth), int(widen), float(dropout)
         self.score, self.clip = score, float(clip)
+        self.shift_augment = int(shift_augment)
+        if self.shift_augment < 0:
+            raise ValueError(f"shift_augment must be >= 0 px, got {shift_augment}")
         super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, **base)
 
     def tset(self, size: int):
@@ -100,8 +106,19 @@ class SelfSupervisedDetector(TrainedDetector):
         logits = model(apply_each(ts, x, index))
         return sum(F.cross_entropy(z, labels[:, h], reduction=reduction) for h, z in enumerate(logits))
 
-    def _loss(self, model, x, generator):
+    def training_batch(self, x, generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch as training sees it (shifted when `shift_augment`), and each image's
+        transformation index, both drawn from `generator`."""
         index = torch.randint(len(self.tset(x.shape[-1])), (len(x),), generator=generator)
+        if self.shift_augment:
+            if 2 * self.shift_augment >= x.shape[-1]:
+                raise ValueError(f"shift_augment={self.shift_augment} px is not under half the image side "
+                                 f"({x.shape[-1]} px)")
+            x = random_translations(x, generator, self.shift_augment, fill="reflect")
+        return x, index
+
+    def _loss(self, model, x, generator):
+        x, index = self.training_batch(x, generator)
         return self.transformation_loss(model, x, index), {}
 
     def log_probs(self, model, x) -> torch.Tensor:

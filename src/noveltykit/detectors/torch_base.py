@@ -14,6 +14,8 @@ validation loss that selection and early stopping read is the mean validation sc
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -24,6 +26,7 @@ from ..train.model_unit import ModelUnit
 from .base import Detector, as_image_tensor
 
 SCORE_BATCH = 512
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class TorchDetector(Detector):
@@ -102,9 +105,12 @@ class TrainedDetector(TorchDetector):
 
     def __init__(self, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
                  select: str = "last", patience: int = 0, min_delta: float = 0.0, ema_decay: float = 0.0,
-                 **base):
+                 lr_schedule: str = "constant", **base):
         super().__init__(**base)
         self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+        self.lr_schedule = lr_schedule
         self.ema_decay = float(ema_decay)
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
@@ -137,7 +143,10 @@ class TrainedDetector(TorchDetector):
         return None
 
     def _lr_at(self, epoch: int) -> float:
-        """The learning rate of an epoch: `lr` throughout unless a subclass schedules it."""
+        """The learning rate of an epoch: `lr` throughout ("constant"), or "cosine": half a cosine
+        from `lr` at the first epoch towards 0 (never reached) over `epochs`, set per epoch."""
+        if self.lr_schedule == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
         return self.lr
 
     # --- the rest, once ---------------------------------------------------------------------------

@@ -41,10 +41,12 @@ class ModelUnit:
         self.model.train()
         if epoch == self.fresh_optimizer_at:  # before the epoch's steps; a resume past it loads its state
             self.opt = self._new_optimizer()
+        record = {}
         if self.lr_at is not None:  # set every epoch, so a resume sets it too
+            record["lr"] = self.lr_at(epoch)
             for group in self.opt.param_groups:
-                group["lr"] = self.lr_at(epoch)
-        return self.on_epoch(epoch) if self.on_epoch is not None else {}
+                group["lr"] = record["lr"]
+        return {**record, **(self.on_epoch(epoch) if self.on_epoch is not None else {})}
 
     def step(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         loss, terms = self.loss(x, self.generator) if y is None else self.loss(x, self.generator, y)
