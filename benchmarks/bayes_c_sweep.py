@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from noveltykit import detectors  # noqa: E402
 from noveltykit.data import load_dataset  # noqa: E402
 from noveltykit.data.protocols import make_split  # noqa: E402
-from noveltykit.eval.metrics import auroc  # noqa: E402
+from noveltykit.analysis.metrics import auroc  # noqa: E402
 
 
 def main():

@@ -22,8 +22,8 @@ import argparse
 import json
 from collections import defaultdict
 
-from noveltykit.eval.methods import MethodSpec
-from noveltykit.eval.sweep import choose_by_rule
+from noveltykit.detectors.specs import MethodSpec
+from noveltykit.experiments.sweep import choose_by_rule
 from noveltykit.train.gan import BUDGETS, PRESETS
 
 

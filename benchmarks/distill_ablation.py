@@ -4,7 +4,7 @@ training images), so the test tables stay honest.
 
 Each variant is a detector spec (`ede-gan:width=2,epochs=16` = the student alone,
 `kdgan:structure=2,width=2,epochs=8` = a distilled one); its dev AUROC is recorded after every
-epoch. Each run is a trial of `noveltykit.eval.sweep` (the same split, fit and record as
+epoch. Each run is a trial of `noveltykit.experiments.sweep` (the same split, fit and record as
 `noveltykit sweep`), filed in OUT's `.trials/` folder beside it, so a rerun skips what is done and
 appends only new rows. Distilled students take their teacher from `--teachers`, the teacher cache of a
 `noveltykit bench` run on the same classes (one-vs-rest, same seed and validation split), or
@@ -23,8 +23,8 @@ import json
 from pathlib import Path
 
 from noveltykit.data import load_dataset
-from noveltykit.detectors.gan import _GANDetector
-from noveltykit.eval.sweep import SweepConfig, TrainOnly, finished_trial, run_trial
+from noveltykit.detectors.ede_gan import _GANDetector
+from noveltykit.experiments.sweep import SweepConfig, TrainOnly, finished_trial, run_trial
 
 
 def resolved_lr(detector, channels: int) -> float:

@@ -13,7 +13,7 @@ import time
 import torch
 
 from noveltykit.data import load_dataset
-from noveltykit.eval.provenance import cpu_model
+from noveltykit.experiments.provenance import cpu_model
 from noveltykit.features import FeatureExtractor
 
 

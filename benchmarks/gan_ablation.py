@@ -18,8 +18,8 @@ import numpy as np
 
 from noveltykit.data import load_dataset
 from noveltykit.data.protocols import dev_split
-from noveltykit.eval.methods import MethodSpec
-from noveltykit.eval.metrics import auroc
+from noveltykit.detectors.specs import MethodSpec
+from noveltykit.analysis.metrics import auroc
 from noveltykit.train.gan import GANConfig, score_batches, train_gan
 
 

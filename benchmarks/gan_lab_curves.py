@@ -20,9 +20,9 @@ from noveltykit.data import load_dataset
 from noveltykit.data.protocols import make_split
 from noveltykit.detectors import make
 from noveltykit.detectors.context import RunContext
-from noveltykit.eval.methods import MethodSpec
-from noveltykit.eval.metrics import auroc
-from noveltykit.eval.plots import plot_gan_trace
+from noveltykit.detectors.specs import MethodSpec
+from noveltykit.analysis.metrics import auroc
+from noveltykit.analysis.plots import plot_gan_trace
 from noveltykit.fileio import atomic_write_bytes
 
 

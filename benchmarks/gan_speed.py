@@ -12,7 +12,7 @@ import time
 import torch
 
 from noveltykit.train.gan import GANConfig, build_networks, generator_losses
-from noveltykit.eval.provenance import cpu_model
+from noveltykit.experiments.provenance import cpu_model
 from noveltykit.train.stabilisers import discriminator_bce
 
 

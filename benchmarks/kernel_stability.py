@@ -28,7 +28,7 @@ from conftest import make_blobs_dataset  # noqa: E402
 from test_conformance import FAST_PARAMS, GAN_FAST, KDGAN_FAST  # noqa: E402
 
 from noveltykit import detectors  # noqa: E402
-from noveltykit.eval.metrics import auroc  # noqa: E402
+from noveltykit.analysis.metrics import auroc  # noqa: E402
 
 GANS = ["ede-gan", "edhat-gan", "ed-gan"]
 SETTINGS = {  # name -> (detectors, parameters)

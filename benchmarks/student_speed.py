@@ -17,8 +17,8 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
-from noveltykit.export import export_module
-from noveltykit.eval.provenance import cpu_model
+from noveltykit.apply.export import export_module
+from noveltykit.experiments.provenance import cpu_model
 from noveltykit.nets.dcgan import Generator
 from noveltykit.nets.profile import count_macs, count_params
 from noveltykit.train.gan import ScoreModule

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import template_images  # noqa: E402
 
-from noveltykit.distill.kdgan import DistillConfig, train_distill  # noqa: E402
+from noveltykit.distill.distillation import DistillConfig, train_distill  # noqa: E402
 from noveltykit.train.gan import GANConfig, train_gan  # noqa: E402
 
 GAN_RUNS = {

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from noveltykit.eval.provenance import machine
+from noveltykit.experiments.provenance import machine
 from noveltykit.nets.wrn import WideResNet
 
 

@@ -15,9 +15,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import make_blobs_dataset  # noqa: E402
 from noveltykit.detectors import register  # noqa: E402
-from noveltykit.detectors.gan import fingerprint  # noqa: E402
+from noveltykit.detectors.ede_gan import fingerprint  # noqa: E402
 from noveltykit.detectors.knn import KNNDetector  # noqa: E402
-from noveltykit.eval.bench import BenchConfig, BenchFailed, run_benchmark  # noqa: E402
+from noveltykit.experiments.bench import BenchConfig, BenchFailed, run_benchmark  # noqa: E402
 
 
 @register

@@ -8,7 +8,7 @@ import torch
 
 from noveltykit import detectors
 from noveltykit.cli import main
-from noveltykit.eval.adversarial import (clip_to_range, deepfool, detector_decision, fgsm, perturbation_norms,
+from noveltykit.probes.attacks import (clip_to_range, deepfool, detector_decision, fgsm, perturbation_norms,
                                          robustness)
 
 from conftest import make_blobs_dataset, write_folder_dataset
@@ -135,7 +135,7 @@ def test_attacks_on_a_fitted_detector_really_cross_its_threshold(fitted_ae):
         assert (after[~res.flipped.numpy()] == side[~res.flipped.numpy()]).all()
     rob = robustness(res.perturbation, x, res.flipped)
     assert rob["n"] == len(x) and rob["n_flipped"] == int(res.flipped.sum()) and rob["rho_adv"] > 0
-    with pytest.raises(ValueError, match="only the certainty detector"):
+    with pytest.raises(ValueError, match="ae has no classifier of the normal classes"):
         detector_decision(det, target="class")
 
 

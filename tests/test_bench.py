@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from noveltykit.eval import bench
-from noveltykit.eval.bench import BenchConfig, run_benchmark
-from noveltykit.eval.methods import MethodSpec
+from noveltykit.experiments import bench
+from noveltykit.experiments.bench import BenchConfig, run_benchmark
+from noveltykit.detectors.specs import MethodSpec
 
 from conftest import make_blobs_dataset
 
@@ -130,8 +130,8 @@ def test_students_share_the_teacher_of_the_ede_gan_column(tmp_path, monkeypatch)
     students = ["kdgan:structure=1,width=1,epochs=1,teacher_width=4,teacher_budget=quick",
                 "kdgan:structure=2,width=1,epochs=1,teacher_width=4,teacher_budget=quick"]
     fits = []
-    real_fit = detectors.gan.EDEGANDetector.fit
-    monkeypatch.setattr(detectors.gan.EDEGANDetector, "fit",
+    real_fit = detectors.ede_gan.EDEGANDetector.fit
+    monkeypatch.setattr(detectors.ede_gan.EDEGANDetector, "fit",
                         lambda self, *a, **kw: fits.append(1) or real_fit(self, *a, **kw))
     results = run_benchmark(_cfg(tmp_path, methods=[teacher, *students], classes=[0], seeds=[0], plots=False),
                             dataset=ds, progress=False)
@@ -177,7 +177,7 @@ def test_unusable_device_fails_before_work(tmp_path):
 def test_commit_named_in_the_environment_wins_over_git(monkeypatch):
     import subprocess
 
-    from noveltykit.eval import provenance
+    from noveltykit.experiments import provenance
 
     def no_git(*a, **kw):
         raise subprocess.CalledProcessError(128, "git")

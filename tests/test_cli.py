@@ -123,7 +123,7 @@ def test_profile_gives_compression_ratios(capsys):
 
 
 def test_report_keeps_only_the_classes_asked_for(tmp_path, capsys):
-    from noveltykit.eval.bench import BenchConfig, run_benchmark
+    from noveltykit.experiments.bench import BenchConfig, run_benchmark
 
     from conftest import make_blobs_dataset
 

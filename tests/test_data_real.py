@@ -56,7 +56,7 @@ def test_fit_score_loop_on_real_sneakers_written_as_files(tmp_path):
     from PIL import Image
 
     from noveltykit.cli import main
-    from noveltykit.eval.metrics import auroc
+    from noveltykit.analysis.metrics import auroc
     need_cached("fashion-mnist", IDX_FILES)
     ds = load_dataset("fashion-mnist", allow_fetch=False, progress=False)
 

@@ -8,8 +8,8 @@ import pytest
 
 import plugin_detectors  # noqa: F401 (registers logged-knn, raising-knn, dying-knn here)
 from conftest import make_blobs_dataset
-from noveltykit.eval.bench import BenchConfig, BenchFailed, run_benchmark
-from noveltykit.eval.executors import ExecutorConfig, import_ray
+from noveltykit.experiments.bench import BenchConfig, BenchFailed, run_benchmark
+from noveltykit.experiments.executors import ExecutorConfig, import_ray
 
 # not imported here: noveltykit imports Ray itself, after asking it for a loopback-only node
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")
@@ -20,7 +20,7 @@ PLUGIN = ("plugin_detectors",)
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray for the module (start-up takes seconds); workers see the tests folder."""
-    from noveltykit.eval.executors import start_ray
+    from noveltykit.experiments.executors import start_ray
     start_ray(num_cpus=2)
     import ray
     assert ray.util.get_node_ip_address() == "127.0.0.1", "a local Ray serves the loopback interface only"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from noveltykit import detectors
-from noveltykit.export import OnnxDetector, export_onnx, read_metadata, set_threshold
+from noveltykit.apply.export import OnnxDetector, export_onnx, read_metadata, set_threshold
 
 from conftest import template_images
 

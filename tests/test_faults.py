@@ -20,9 +20,9 @@ from noveltykit.data.cache import store_verified
 from noveltykit.data.checksums import ChecksumError, FileSpec
 from noveltykit.data.sources import DatasetSpec, DataDirSource, SourceFailed
 from noveltykit.detectors import ModelFileError
-from noveltykit.eval import bench
-from noveltykit.eval.bench import BenchConfig, BenchFailed, run_benchmark
-from noveltykit.eval.methods import MethodSpec
+from noveltykit.experiments import bench
+from noveltykit.experiments.bench import BenchConfig, BenchFailed, run_benchmark
+from noveltykit.detectors.specs import MethodSpec
 from noveltykit.fileio import remove_tree_inside, safe_name
 
 from conftest import make_blobs_dataset
@@ -373,7 +373,7 @@ def test_cli_failed_cells_exit_with_their_status(tmp_path, capsys, monkeypatch):
 
 def test_bf16_falls_back_with_one_warning_where_the_cpu_lacks_it(monkeypatch):
     from noveltykit.train import precision
-    from noveltykit.train.adversarial import GAN
+    from noveltykit.train.gan_unit import GAN
     from noveltykit.train.gan import GANConfig
 
     cfg = GANConfig(width=4, precision="bf16")
@@ -398,7 +398,7 @@ def test_native_bf16_needs_the_kernels_that_use_it():
 
 def test_teacher_key_follows_resolved_values_not_preset_names(monkeypatch):
     import torch
-    from noveltykit.detectors.gan import EDEGANDetector, teacher_key
+    from noveltykit.detectors.ede_gan import EDEGANDetector, teacher_key
     from noveltykit.detectors.kdgan import KDGANDetector
     from noveltykit.train import gan
 
@@ -411,7 +411,7 @@ def test_teacher_key_follows_resolved_values_not_preset_names(monkeypatch):
     monkeypatch.setitem(gan.PRESETS, "default", {**gan.PRESETS["default"], "lr": 1e-4})
     assert teacher_key(EDEGANDetector(**student.teacher_params()), x, x_val) != key, "preset changed meaning"
     monkeypatch.undo()
-    monkeypatch.setattr("noveltykit.detectors.gan.TRAINING_CODE_VERSION", 999)
+    monkeypatch.setattr("noveltykit.detectors.ede_gan.TRAINING_CODE_VERSION", 999)
     assert teacher_key(EDEGANDetector(**student.teacher_params()), x, x_val) != key, "training code changed"
 
 

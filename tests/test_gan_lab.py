@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from noveltykit.train.adversarial import GAN
+from noveltykit.train.gan_unit import GAN
 from noveltykit.train.gan import GANConfig
 from noveltykit.train.lr_control import LRControl
 
@@ -184,7 +184,7 @@ def test_gan_disc_scores_and_options():
 
 def test_bench_records_the_trace_events_and_step_curves(tmp_path):
     from conftest import make_blobs_dataset
-    from noveltykit.eval.bench import BenchConfig, run_benchmark
+    from noveltykit.experiments.bench import BenchConfig, run_benchmark
     ds = make_blobs_dataset(n_train=40, n_test=10, size=32)
     method = "gan-disc:width=4,code=8,epochs=2,batch_size=8,init=ae,ae_epochs=1,lr_control=lv"
     r = run_benchmark(BenchConfig(dataset="blobs", methods=[method], classes=[0], seeds=[0], out=str(tmp_path)),
@@ -201,7 +201,7 @@ def test_bench_records_the_trace_events_and_step_curves(tmp_path):
 
 def test_gan_disc_generator_none_from_a_method_spec():
     from noveltykit import detectors
-    from noveltykit.eval.methods import MethodSpec
+    from noveltykit.detectors.specs import MethodSpec
     spec = MethodSpec.parse("gan-disc:generator=none,lr_control=none")
     det = detectors.make(spec.detector, **dict(spec.params))
     assert det.generator == "none" and det.lr_control == "none"

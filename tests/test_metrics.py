@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve as sk_roc_curve
 
-from noveltykit.eval.metrics import all_metrics, aupr, auroc, fpr_at_tpr, precision_at_n, roc_curve
+from noveltykit.analysis.metrics import all_metrics, aupr, auroc, fpr_at_tpr, precision_at_n, roc_curve
 
 
 @pytest.mark.parametrize("decimals", [None, 1, 0])  # None: no ties; 1 and 0: many ties

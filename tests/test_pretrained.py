@@ -19,9 +19,9 @@ from sklearn.svm import OneClassSVM
 from noveltykit import detectors
 from noveltykit.data.cache import dataset_cache_dir
 from noveltykit.detectors.vectors import DetectorHead, GaussianHead, KNNHead
-from noveltykit.eval.bench import run_cell
-from noveltykit.eval.methods import MethodSpec
-from noveltykit.features import cache as feature_cache
+from noveltykit.experiments.bench import run_cell
+from noveltykit.detectors.specs import MethodSpec
+from noveltykit.features import feature_cache
 from noveltykit.features import extractor as extractor_mod
 from noveltykit.features import weights
 from noveltykit.features.extractor import FeatureExtractor, parse_stages

@@ -1,4 +1,4 @@
-from noveltykit.eval.report import metric_table, metric_value
+from noveltykit.analysis.report import metric_table, metric_value
 
 
 def _rec(cls, seed, method, auroc):
@@ -50,7 +50,7 @@ def test_detectors_on_pretrained_features_are_labelled_in_the_header():
 
 
 def test_timing_table_gives_ranges_and_counts_resumed_cells():
-    from noveltykit.eval.report import timing_table
+    from noveltykit.analysis.report import timing_table
     base = {"method": "ae", "n_test": 100, "score_seconds": 2.0}
     cells = [{**base, "fit_seconds": 10.0, "history": [{"seconds": 4.0}, {"seconds": 6.0}]},
              {**base, "fit_seconds": 3.0, "history": [{"seconds": 5.0, "from_checkpoint": True}, {"seconds": 3.0}]}]

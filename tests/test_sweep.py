@@ -1,4 +1,4 @@
-"""noveltykit.eval.sweep: a hyper-parameter search judged on a training-only development split."""
+"""noveltykit.experiments.sweep: a hyper-parameter search judged on a training-only development split."""
 import importlib.util
 import json
 import random
@@ -11,8 +11,8 @@ import torch
 from noveltykit.data import to_float
 from noveltykit.data.protocols import dev_split, make_split
 from noveltykit.detectors import Detector
-from noveltykit.eval import sweep
-from noveltykit.eval.sweep import SweepConfig, TrainOnly, choose_by_rule, run_sweep
+from noveltykit.experiments import sweep
+from noveltykit.experiments.sweep import SweepConfig, TrainOnly, choose_by_rule, run_sweep
 
 from conftest import make_blobs_dataset
 

@@ -4,9 +4,9 @@ import builtins
 import pytest
 
 from conftest import make_blobs_dataset
-from noveltykit.eval.bench import BenchConfig, cell_stem, run_benchmark
-from noveltykit.eval.methods import MethodSpec
-from noveltykit.eval.tracking import summary_writer
+from noveltykit.experiments.bench import BenchConfig, cell_stem, run_benchmark
+from noveltykit.detectors.specs import MethodSpec
+from noveltykit.experiments.tracking import summary_writer
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from noveltykit.nets.dcgan import GeneratorOutput
-from noveltykit.train import adversarial, gan
+from noveltykit.train import gan, gan_unit
 from noveltykit.train.gan import GANConfig, build_networks, generator_losses, score_batches, train_gan
 from noveltykit.train.stabilisers import TrainingDiverged, discriminator_bce
 
@@ -77,7 +77,7 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 def test_nan_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     x, v = _data()
-    real = adversarial.generator_losses
+    real = gan_unit.generator_losses
     calls = {"n": 0}
 
     def poisoned(*args):
@@ -87,7 +87,7 @@ def test_nan_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path, monkeypa
             losses["g"] = losses["g"] * float("nan")
         return losses
 
-    monkeypatch.setattr(adversarial, "generator_losses", poisoned)
+    monkeypatch.setattr(gan_unit, "generator_losses", poisoned)
     with pytest.raises(TrainingDiverged, match="epoch 2.*last good checkpoint"):
         train_gan(tiny(epochs=3), x, v, checkpoint_dir=tmp_path, progress=False)
     assert json.loads((tmp_path / "latest.json").read_text())["epoch"] == 0

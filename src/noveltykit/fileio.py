@@ -17,7 +17,7 @@ import secrets
 import shutil
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 PART_SUFFIX = ".part"
 
@@ -185,3 +185,23 @@ def file_lock(path: str | Path, blocking: bool = True) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+T = TypeVar("T")
+BUSY, DONE, RAN = "busy", "done", "ran"
+
+
+def run_once(lock: str | Path, finished: Callable[[], T | None], work: Callable[[], T], *, wait: bool = True
+             ) -> tuple[str, T | None]:
+    """Do a piece of work that several processes may share (a benchmark cell, a sweep trial, a
+    teacher) at most once: under `lock`, `finished()` is asked first and `work()` runs only when
+    it gives None. Returns (DONE, what finished() gave), (RAN, what work() gave), or, when another
+    process holds the lock and `wait` is False, (BUSY, None) at once. A dead holder's lock is
+    dropped by the kernel, so its work is simply done again by the next one."""
+    with file_lock(lock, blocking=wait) as mine:
+        if not mine:
+            return BUSY, None
+        done = finished()
+        if done is not None:
+            return DONE, done
+        return RAN, work()

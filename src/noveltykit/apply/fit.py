@@ -16,7 +16,7 @@ from ..data.folder import load_training_folder
 from ..data.imagespec import ImageSpec
 from ..detectors import Detector, make
 from ..detectors.context import RunContext
-from ..eval.methods import MethodSpec
+from ..detectors.specs import MethodSpec
 
 
 def fit_folder(method: str, train_dir: str | Path, out: str | Path, *, image_size: int | None = None,

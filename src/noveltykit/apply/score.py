@@ -121,6 +121,6 @@ def score_paths(model: str | Path, paths: list[str | Path], *, out: str | Path |
     if out is not None:
         write_rows(rows, out)
     if report is not None:
-        from .report import write_report
+        from .score_page import write_report
         write_report(report, rows, detector)
     return rows

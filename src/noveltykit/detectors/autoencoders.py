@@ -18,9 +18,6 @@ from .registry import register
 from .torch_base import TrainedDetector, reconstruction_error
 
 LOSSES = ("mse", "l1")
-# The CPU budget, fixed before any benchmark ran: about 3 s an epoch for the conv nets on one MNIST
-# class on one core, so a cell trains in 1-2 minutes.
-CPU_EPOCHS = 30
 
 
 class _Reconstruction(TrainedDetector):
@@ -47,11 +44,11 @@ class AEDetector(_Reconstruction):
 
     name = "ae"
 
-    def __init__(self, hidden: int = 64, epochs: int = CPU_EPOCHS, lr: float = 1e-3, **base):
+    def __init__(self, hidden: int = 64, lr: float = 1e-3, **base):
         self.hidden = int(hidden)
         if self.hidden < 1:
             raise ValueError(f"hidden must be >= 1, got {hidden}")
-        super().__init__(epochs=epochs, lr=lr, **base)
+        super().__init__(lr=lr, **base)
 
     def _build(self, shape):
         return DenseAutoencoder(shape, self.hidden)
@@ -64,12 +61,12 @@ class ConvAEDetector(_Reconstruction):
 
     name = "conv-ae"
 
-    def __init__(self, width: int = 16, code: int = 32, norm: str = "batch", epochs: int = CPU_EPOCHS,
+    def __init__(self, width: int = 16, code: int = 32, norm: str = "batch",
                  lr: float = 1e-3, **base):
         self.width, self.code, self.norm = int(width), int(code), norm
         if norm not in NORMS or self.width < 1 or self.code < 1:
             raise ValueError(f"need norm in {NORMS}, width >= 1 and code >= 1; got {norm!r}, {width}, {code}")
-        super().__init__(epochs=epochs, lr=lr, **base)
+        super().__init__(lr=lr, **base)
 
     def _build(self, shape):
         channels, size, width = shape
@@ -125,14 +122,14 @@ class ContractiveAEDetector(_Reconstruction):
     loss_names = ("recon", "contraction")
 
     def __init__(self, encoder: str = "dense", lam: float = 0.01, projections: int = 1, hidden: int = 64,
-                 width: int = 16, code: int = 32, epochs: int = CPU_EPOCHS, lr: float = 1e-3, **base):
+                 width: int = 16, code: int = 32, lr: float = 1e-3, **base):
         if encoder not in ("dense", "conv"):
             raise ValueError(f"encoder must be 'dense' or 'conv', got {encoder!r}")
         self.encoder, self.lam, self.projections = encoder, float(lam), int(projections)
         self.hidden, self.width, self.code = int(hidden), int(width), int(code)
         if self.lam < 0 or self.projections < 1:
             raise ValueError(f"need lam >= 0 and projections >= 1, got {lam}, {projections}")
-        super().__init__(epochs=epochs, lr=lr, **base)
+        super().__init__(lr=lr, **base)
 
     def _build(self, shape):
         if self.encoder == "dense":

@@ -4,7 +4,8 @@
                             labels, for detectors with `uses_labels`; the others ignore it)
     decision_function(X)    novelty scores, higher = more novel
     predict(X)              0 normal / 1 novel, by `threshold_`
-    get_params()            the constructor arguments
+    get_params() / set_params(**p)  the constructor arguments (scikit-learn's contract: `clone`,
+                            `GridSearchCV` and `Pipeline` take every detector)
     save(dir) / load(dir)   safetensors + JSON, no pickle
 
 `threshold_` is the `threshold_quantile` quantile of scores on a normal-only validation set:
@@ -30,18 +31,18 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from safetensors.torch import save as save_tensors
+from sklearn.base import BaseEstimator, clone
 
 from .. import __version__
 from ..data.images import ImageDataset, to_float
 from ..data.imagespec import ImageSpec
 from ..fileio import atomic_dir, check_replaceable
+from ..versions import package_versions
 from .card import model_card
 from .context import RunContext
 
-# A saved model: these three files and nothing else. SCHEMA_VERSION counts layouts of config.json
-# (1: before it carried "schema" and the weights' sha256; 2: params still held run settings such as
-# checkpoint_dir and device; 3: before it recorded preprocessing, training facts and versions);
-# `load` reads every version up to it.
+# A saved model: these three files and nothing else. SCHEMA_VERSION counts layouts of config.json;
+# `load` reads every version up to it (`schemas` says what each older one lacked).
 CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "weights.safetensors", "README.md"
 MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
 MODEL_FORMAT, SCHEMA_VERSION = "noveltykit-detector", 4
@@ -118,11 +119,19 @@ class NotFittedError(RuntimeError):
     pass
 
 
-class Detector:
-    """Base class; see the module docstring for the contract."""
+class Detector(BaseEstimator):
+    """Base class; see the module docstring for the contract. A scikit-learn estimator:
+    `get_params(deep)`, `set_params`, `sklearn.base.clone`, tags (see "scikit-learn" below)."""
 
     name: ClassVar[str] = ""
     uses_labels: ClassVar[bool] = False  # False: `fit` ignores `y` (the class docstring says so)
+    # What a fit asks of the run beyond images, by RunContext field: e.g. "teacher_cache" (a folder
+    # where the teachers it trains are kept and shared). A runner provides what its detectors declare.
+    run_needs: ClassVar[frozenset[str]] = frozenset()
+    # The score has a gradient w.r.t. the image (`differentiable_score`): adversarial probes need it.
+    differentiable: ClassVar[bool] = False
+    # A classifier of the normal classes (`class_log_probabilities`): probes may attack its class.
+    classifies: ClassVar[bool] = False
 
     def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
                  random_state: int = 0):
@@ -133,7 +142,7 @@ class Detector:
         self.threshold_quantile = threshold_quantile
         self.validation_fraction = validation_fraction
         self.random_state = random_state
-        self.context = RunContext()
+        self._context = RunContext()  # private: not a parameter, so `clone` gives a fresh one
 
     def preferred_image_size(self) -> int | None:
         """The side this detector reads images at best (e.g. a feature extractor's own size), for
@@ -144,8 +153,17 @@ class Detector:
         """Set how the next fit runs (see `RunContext`); returns the detector."""
         if not isinstance(context, RunContext):
             raise TypeError(f"configure takes a RunContext, got {type(context).__name__}")
-        self.context = context
+        self._context = context
         return self
+
+    @property
+    def context(self) -> RunContext:
+        """How the next fit runs (set by `configure`); the default `RunContext()` until then."""
+        return self._context
+
+    @context.setter
+    def context(self, context: RunContext) -> None:
+        self._context = context
 
     # --- what subclasses write -------------------------------------------------------------
     def _fit(self, x: torch.Tensor, x_val: torch.Tensor, y: np.ndarray | None) -> None:
@@ -168,6 +186,16 @@ class Detector:
 
     def _score(self, x: torch.Tensor) -> np.ndarray:
         raise NotImplementedError
+
+    def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
+        """(N,) novelty scores of float images in [-1, 1] that autograd can differentiate w.r.t.
+        `x`, on x's device (detectors with `differentiable`)."""
+        raise ValueError(f"{self.name or type(self).__name__}: its score has no gradient w.r.t. the image")
+
+    def class_log_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, K) log-probabilities of the K normal classes, differentiable w.r.t. `x`, on x's
+        device (detectors with `classifies`)."""
+        raise ValueError(f"{self.name or type(self).__name__}: has no classifier of the normal classes")
 
     def _state(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -192,8 +220,94 @@ class Detector:
                             names.append(p.name)
         return names
 
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._param_names()}
+    # --- scikit-learn -----------------------------------------------------------------------------
+    # Every detector is a scikit-learn estimator: `clone`, `GridSearchCV`, `Pipeline` take it (with
+    # image-shaped input, e.g. a FunctionTransformer in front that reshapes rows into images). What
+    # differs from scikit-learn's own outlier detectors: `predict` gives 0 normal / 1 novel (not
+    # +1 / -1), `decision_function` is higher = more novel, and `fit`'s second positional argument
+    # is `X_val` (so a tool that passes `y` positionally must not pass one: labels go by keyword,
+    # `fit(X, y=labels)`). `clone` builds a new detector from `get_params()`: unfitted, and with the
+    # default `RunContext` (the run's settings are not parameters; `configure` the clone again).
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """scikit-learn's name for `_param_names` (its own reads one `__init__` and misses `**base`)."""
+        return cls._param_names()
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments, in `_param_names()` order: what `config.json` and a results
+        record save. `deep`: also `<param>__<sub>` for a parameter that is itself an estimator
+        (none is today, so both give the same dict)."""
+        out = {k: getattr(self, k) for k in self._param_names()}
+        if deep:
+            for key, value in list(out.items()):
+                if hasattr(value, "get_params") and not isinstance(value, type):
+                    out.update((f"{key}__{k}", v) for k, v in value.get_params().items())
+        return out
+
+    def set_params(self, **params) -> "Detector":
+        """Change parameters as the constructor would take them: `make(name, **{**get_params(),
+        **params})` checks them (a bad value raises ValueError and leaves the detector as it was) and
+        the new values are those it stores. Returns the detector. A fitted detector keeps what it
+        learnt, as in scikit-learn: refit it. `<param>__<sub>` reaches a nested estimator."""
+        if not params:
+            return self
+        valid = self._param_names()
+        own: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in params.items():
+            head, sep, sub = key.partition("__")
+            if sep:
+                nested.setdefault(head, {})[sub] = value
+            else:
+                own[key] = value
+        unknown = sorted((set(own) | set(nested)) - set(valid))
+        if unknown:
+            raise ValueError(f"{self.name or type(self).__name__}: unknown parameter(s) {unknown}; valid: {valid}")
+        current = self.get_params(deep=False)
+        flat = sorted(k for k in nested if not hasattr(own.get(k, current[k]), "set_params"))
+        if flat:
+            raise ValueError(f"{self.name or type(self).__name__}: parameter(s) {flat} are not estimators; "
+                             "`<param>__<sub>` keys need one")
+        try:
+            fresh = type(self)(**{**current, **own})
+        except OverflowError as exc:  # int(inf) and the like: a bad value like any other
+            raise ValueError(f"{self.name or type(self).__name__}: {exc}") from None
+        for key in valid:
+            given, stored = own.get(key, current[key]), getattr(fresh, key)
+            # the caller's own object where the constructor keeps its value (scikit-learn checks `is`)
+            setattr(self, key, given if _same_value(given, stored) else stored)
+        for key, sub in nested.items():
+            getattr(self, key).set_params(**sub)
+        return self
+
+    def __sklearn_clone__(self) -> "Detector":
+        """A new, unfitted detector with equal parameters and the default `RunContext`. Unlike
+        scikit-learn's default clone this accepts a constructor that canonicalises a value (e.g.
+        `stages`, `structure`) as long as the clone's parameters equal the original's."""
+        params = {k: clone(v, safe=False) for k, v in self.get_params(deep=False).items()}
+        new = type(self)(**params)
+        changed = [k for k, v in new.get_params(deep=False).items() if not _same_value(v, params[k])]
+        if changed:
+            raise RuntimeError(f"cannot clone {self!r}: its constructor changes parameter(s) {changed}")
+        try:
+            new._metadata_request = clone(self._metadata_request)  # set_fit_request(...), as sklearn's clone
+        except AttributeError:
+            pass
+        return new
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "threshold_")
+
+    def __sklearn_tags__(self):
+        """An outlier detector on images (N, C, H, W): not 2-D tabular data, so scikit-learn's
+        common checks on made-up tables do not run (tests/test_conformance.py runs those that apply)."""
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "outlier_detector"
+        tags.requires_fit = True
+        tags.target_tags.required = bool(self.uses_labels)
+        tags.input_tags.two_d_array = False  # scikit-learn has no tag for 4-D images; none is set
+        tags.input_tags.allow_nan = False
+        return tags
 
     def fit(self, X, X_val=None, y=None) -> "Detector":
         x = as_image_tensor(X, what="X")
@@ -279,10 +393,13 @@ def score_summary(scores: np.ndarray, threshold: float) -> dict:
             "above_threshold": float((scores > threshold).mean())}
 
 
-def package_versions() -> dict:
-    import platform
-    import sys
-
-    import safetensors
-    return {"noveltykit": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "safetensors": safetensors.__version__, "python": sys.version.split()[0], "platform": platform.machine()}
+def _same_value(a, b) -> bool:
+    """Whether a parameter kept its value: the same object, or an equal one of the same type."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # e.g. arrays, whose == is elementwise
+        return False

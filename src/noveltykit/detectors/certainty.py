@@ -20,7 +20,6 @@ import torch.nn.functional as F
 
 from ..nets.conv import AllConvNet, ConvClassifier
 from ..nets.dropout import sample_networks
-from .autoencoders import CPU_EPOCHS
 from .registry import register
 from .torch_base import TrainedDetector
 
@@ -42,9 +41,10 @@ class CertaintyDetector(TrainedDetector):
 
     name = "certainty"
     uses_labels = True
+    classifies = True
 
     def __init__(self, arch: str = "small", width: int = 16, dropout: float = 0.3, mc_samples: int = 0,
-                 epochs: int = CPU_EPOCHS, **base):
+                 **base):
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
         if int(mc_samples) < 0 or int(mc_samples) == 1:
@@ -52,7 +52,7 @@ class CertaintyDetector(TrainedDetector):
         if int(mc_samples) and not float(dropout):
             raise ValueError("mc_samples needs dropout > 0: without it every sampled network is the same")
         self.arch, self.width, self.dropout, self.mc_samples = arch, int(width), float(dropout), int(mc_samples)
-        super().__init__(epochs=epochs, **base)
+        super().__init__(**base)
 
     def _fit(self, x, x_val, y=None):
         if y is None or len(np.unique(y)) < 2:
@@ -84,6 +84,9 @@ class CertaintyDetector(TrainedDetector):
 
     def _score_batch(self, model, x):
         return 1 - certainty(self.probabilities(model, x))
+
+    def class_log_probabilities(self, x):
+        return self._on_scorer(lambda model, xd: self.probabilities(model, xd).clamp_min(1e-30).log(), x)
 
     def _info(self):
         return {**super()._info(), "classes": self.classes_.tolist()}

@@ -28,7 +28,6 @@ from __future__ import annotations
 import torch
 
 from ..nets.conv import SVDD_ARCHS, SVDDNet
-from .autoencoders import CPU_EPOCHS
 from .registry import register
 from .torch_base import SCORE_BATCH, TrainedDetector, reconstruction_error
 
@@ -44,7 +43,7 @@ class DeepSVDDDetector(TrainedDetector):
 
     def __init__(self, width: int = 16, code: int = 32, arch: str = "dcgan", objective: str = "one-class", nu: float = 0.1,
                  pretrain_epochs: int = 10, eps: float = 0.1, bias: bool = False, contrast_norm: bool = False,
-                 fresh_optimizer: bool = False, fine_tune: int = 0, epochs: int = CPU_EPOCHS, lr: float = 1e-4,
+                 fresh_optimizer: bool = False, fine_tune: int = 0, lr: float = 1e-4,
                  weight_decay: float = 1e-6, **base):
         if bias:
             raise ValueError("deep-svdd: a network with bias terms can map every image to the centre "
@@ -53,25 +52,23 @@ class DeepSVDDDetector(TrainedDetector):
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
         if not 0 < float(nu) <= 1 or float(eps) <= 0 or int(pretrain_epochs) < 0:
             raise ValueError(f"need 0 < nu <= 1, eps > 0, pretrain_epochs >= 0; got {nu}, {eps}, {pretrain_epochs}")
-        if not 0 <= int(fine_tune) <= min(int(epochs), int(pretrain_epochs) or int(epochs)):
-            raise ValueError(f"fine_tune must be in [0, the epochs of each phase], got {fine_tune} "
-                             f"(pretrain_epochs {pretrain_epochs}, epochs {epochs})")
         if arch not in SVDD_ARCHS:
             raise ValueError(f"arch must be one of {SVDD_ARCHS}, got {arch!r}")
         self.width, self.code, self.arch, self.objective, self.nu = int(width), int(code), arch, objective, float(nu)
         self.pretrain_epochs, self.eps, self.bias = int(pretrain_epochs), float(eps), bool(bias)
         self.contrast_norm, self.fresh_optimizer, self.fine_tune = bool(contrast_norm), bool(fresh_optimizer), int(fine_tune)
         self._phase = "svdd"
-        super().__init__(epochs=epochs, lr=lr, weight_decay=weight_decay, **base)
+        super().__init__(lr=lr, weight_decay=weight_decay, **base)
+        if not 0 <= self.fine_tune <= min(self.epochs, self.pretrain_epochs or self.epochs):
+            raise ValueError(f"fine_tune must be in [0, the epochs of each phase], got {fine_tune} "
+                             f"(pretrain_epochs {pretrain_epochs}, epochs {self.epochs})")
         if self.lr_schedule != "constant":  # its own schedule (`fine_tune`) is the one it runs
             raise ValueError("deep-svdd schedules its learning rate by phase (fine_tune); "
                              f"lr_schedule={self.lr_schedule!r} is not supported")
 
-    def loop_config(self):
+    def _loop_epochs(self):
         """`epochs` counts the Deep SVDD epochs; the loop runs the pre-training epochs first."""
-        config = super().loop_config()
-        config.epochs = self.pretrain_epochs + self.epochs
-        return config
+        return self.pretrain_epochs + self.epochs
 
     def _build(self, shape):
         return SVDDNet(shape[0], shape[1], self.width, self.code, contrast=self.contrast_norm, arch=self.arch)

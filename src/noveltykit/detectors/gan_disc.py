@@ -2,11 +2,12 @@
 discriminator, trained real vs generated, scores novelty as 1 - D(x) (`score="1-d"`) or
 -log D(x) (`score="neg-log-d"`). `generator="none"` is the noise-contrastive variant (Algorithm 1).
 
-Parameters are the fields of `train.disc_gan.DiscGANConfig` (losses, k, the clamp, clipping,
-dropout in D, the autoencoder initialisation, learning-rate control, the pathology monitors) and
-`score`; `epochs` counts the GAN's epochs, after `ae_epochs` of autoencoder training when
-`init="ae"`. The fit's per-step trace (both losses, the generated batch's variance, D's accuracy,
-both rates) and every pathology event are in `fit_report()` for curves. Ignores `y`.
+Parameters are the shared loop's (`epochs`, `batch_size`, `lr`, `select`, `patience`,
+`min_delta`; `epochs` counts the GAN's epochs, after `ae_epochs` of autoencoder training when
+`init="ae"`), the other fields of `train.disc_gan.DiscGANConfig` (losses, k, the clamp,
+clipping, dropout in D, the autoencoder initialisation, learning-rate control, the pathology
+monitors) and `score`. The fit's per-step trace (both losses, the generated batch's variance,
+D's accuracy, both rates) and every pathology event are in `fit_report()` for curves. Ignores `y`.
 """
 from __future__ import annotations
 
@@ -16,65 +17,63 @@ import torch
 import torch.nn.functional as F
 
 from ..train.disc_gan import DiscGANConfig, DiscGANUnit, build_network, comparable
-from ..train.loop import LoopConfig, train_loop
 from .registry import register
-from .torch_base import TorchDetector
+from .torch_base import LoopTrainedDetector
 
 SCORES = ("1-d", "neg-log-d")
-CONFIG_PARAMS = [f.name for f in dataclasses.fields(DiscGANConfig) if f.name != "seed"]
+LOOP_PARAMS = ("epochs", "batch_size", "lr")  # the loop's parameters, passed on to the GAN's config
+CONFIG_PARAMS = [f.name for f in dataclasses.fields(DiscGANConfig) if f.name not in ("seed", *LOOP_PARAMS)]
 
 
 @register
-class GANDiscriminatorDetector(TorchDetector):
+class GANDiscriminatorDetector(LoopTrainedDetector):
     """A GAN's discriminator as the detector (see the module docstring). Ignores `y`."""
 
     name = "gan-disc"
+    module_name = "net"
 
-    def __init__(self, score: str = "1-d", select: str = "last", patience: int = 0, min_delta: float = 0.0,
-                 threshold_quantile: float = 0.95, validation_fraction: float = 0.1, random_state: int = 0,
-                 **config):
-        super().__init__(threshold_quantile, validation_fraction, random_state)
+    def __init__(self, score: str = "1-d", lr: float = DiscGANConfig.lr, **params):
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-        unknown = set(config) - set(CONFIG_PARAMS)
-        if unknown:
-            raise ValueError(f"gan-disc: unknown parameter(s) {sorted(unknown)}; valid: {self._param_names()}")
-        self.score, self.select, self.patience, self.min_delta = score, select, int(patience), float(min_delta)
+        self.score = score
+        config = {k: params.pop(k) for k in list(params) if k in CONFIG_PARAMS}
         for name in ("generator", "lr_control"):  # a spec's `generator=none` arrives as None
             if name in config and config[name] is None:
                 config[name] = "none"
         defaults = DiscGANConfig()
         for name in CONFIG_PARAMS:
             setattr(self, name, config.get(name, getattr(defaults, name)))
+        try:
+            super().__init__(lr=lr, **params)
+        except TypeError as exc:  # a name that is neither the loop's, the base's nor the config's
+            raise ValueError(f"gan-disc: unknown parameter(s) ({exc}); valid: {self._param_names()}") from None
         self.config()  # check the values now
-        self.loop_config()
 
     @classmethod
     def _param_names(cls) -> list[str]:
         return super()._param_names() + CONFIG_PARAMS
 
     def config(self) -> DiscGANConfig:
-        return DiscGANConfig(**{n: getattr(self, n) for n in CONFIG_PARAMS}, seed=self.random_state)
+        return DiscGANConfig(**{n: getattr(self, n) for n in (*CONFIG_PARAMS, *LOOP_PARAMS)}, seed=self.random_state)
 
-    def loop_config(self) -> LoopConfig:
-        cfg = self.config()
-        return LoopConfig(epochs=cfg.pretrain_epochs + cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
-                          select=self.select, patience=self.patience, min_delta=self.min_delta)
+    @property
+    def net_(self):
+        """The fitted network (generator, discriminator and, with init="ae", the encoder)."""
+        return self.model_
 
-    def _fit(self, x, x_val, y=None):
-        cfg = self.config()
-        torch.manual_seed(self.random_state)  # network initialisation
-        dev = self.device()
-        net = build_network(cfg, x.shape[1], x.shape[2]).to(dev)
-        x = x.to(dev)
-        unit = DiscGANUnit(cfg, net, x)
-        ctx = self.context
-        result = train_loop(unit, self.loop_config(), x, x_val.to(dev),
-                            config={"detector": self.name, "config": comparable(cfg), "shape": list(x.shape[1:])},
-                            checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume, progress=ctx.progress,
-                            monitor=self._monitor(), name=self.name)
-        self.net_ = net.cpu().eval()
-        self.history_, self.selected_epoch_ = result.history, result.selected_epoch
+    def _build(self, shape):
+        return build_network(self.config(), shape[0], shape[1])
+
+    def _unit(self, model, x):
+        return DiscGANUnit(self.config(), model, x)
+
+    def _loop_epochs(self) -> int:
+        return self.config().pretrain_epochs + self.epochs
+
+    def _run_identity(self) -> dict:
+        return {"config": comparable(self.config())}
+
+    def _after_training(self, unit) -> None:
         self.trace_, self.events_ = unit.watch.columns(), list(unit.watch.events)
 
     def _score_batch(self, net, x):
@@ -90,12 +89,3 @@ class GANDiscriminatorDetector(TorchDetector):
     def _load_state(self, tensors, info):
         super()._load_state(tensors, info)
         self.events_, self.trace_ = info.get("pathology_events", []), {}
-
-    def _build_modules(self, shape):
-        return {"net": build_network(self.config(), shape[0], shape[1])}
-
-    def _modules(self):
-        return {"net": self.net_}
-
-    def _set_modules(self, modules):
-        self.net_ = modules["net"]

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import torch
 
-from ..distill.kdgan import DistillConfig, parse_structure, train_distill
-from ..fileio import file_lock, remove_tree_inside
+from ..distill.distillation import PLAN_NAMES, DistillConfig, parse_structure, train_distill
+from ..fileio import remove_tree_inside, run_once
 from .base import CONFIG_FILE
 from .context import RunContext
-from .gan import EDEGANDetector, _GANDetector, fingerprint, teacher_key
-from .registry import load, register
+from .ede_gan import EDEGANDetector, _GANDetector, fingerprint, teacher_key
+from .registry import load, read_config, register
+from .specs import MethodSpec
 
 
 @register
@@ -31,6 +32,7 @@ class KDGANDetector(_GANDetector):
     own `preset` is `student` (the teacher's `default` with a 10x higher learning rate). Ignores `y`."""
 
     name, variant = "kdgan", "ede"
+    run_needs = frozenset({"teacher_cache"})  # students of one run share the teachers they train
 
     def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
                  random_state: int = 0, structure: str = "p23", width: int = 2, w1: float = 1.0,
@@ -75,14 +77,16 @@ class KDGANDetector(_GANDetector):
             return self._fit_teacher(teacher, x, x_val, checkpoints)
         cache = Path(ctx.teacher_cache)
         key = teacher_key(teacher, x, x_val)
-        # One trainer per teacher: a student in another process waits, then loads what it saved.
-        with file_lock(cache / f".{key}.lock"):
-            if (cache / key / CONFIG_FILE).is_file():
-                return load(cache / key)
+        def train_and_file():
             self._fit_teacher(teacher, x, x_val, cache / f".{key}.checkpoints")
             teacher.save(cache / key)  # atomic: a folder appears whole or not at all
             remove_tree_inside(cache, cache / f".{key}.checkpoints")
-        return teacher
+            return teacher
+
+        # One trainer per teacher: a student in another process waits, then loads what it saved.
+        return run_once(cache / f".{key}.lock",
+                        lambda: load(cache / key) if (cache / key / CONFIG_FILE).is_file() else None,
+                        train_and_file)[1]
 
     def _fit_teacher(self, teacher: EDEGANDetector, x, x_val, checkpoints: Path | None) -> EDEGANDetector:
         """Fit `teacher` where the student runs, checkpointed (and resumed) in `checkpoints`."""
@@ -120,3 +124,19 @@ class KDGANDetector(_GANDetector):
     def _load_state(self, tensors, info):
         super()._load_state(tensors, info)
         self.teacher_summary_ = info.get("teacher")
+
+
+def student_spec(structure: str = "p23", width: int = 2, preset: str = "student", budget: str = "cpu",
+                 epochs: int | None = None, teacher: str | Path | None = None) -> tuple[MethodSpec, str]:
+    """The `kdgan` spec of a student (`noveltykit distill`) and its plan's name (e.g. P-KDGAN-II-23).
+    `teacher`: a saved ede-gan detector folder, checked now, before any work; its path is in the
+    spec, not in its label (the column names the plan, not the folder)."""
+    structure = parse_structure(structure)
+    params = {"structure": structure, "width": width, "preset": preset, "budget": budget}
+    if epochs is not None:
+        params["epochs"] = epochs
+    alias = "kdgan:" + ",".join(f"{k}={v}" for k, v in params.items())
+    if teacher:
+        read_config(Path(teacher))  # a bad folder fails here
+        params["teacher_dir"] = str(Path(teacher).resolve())
+    return MethodSpec("kdgan", tuple(params.items()), alias=alias), PLAN_NAMES[structure]

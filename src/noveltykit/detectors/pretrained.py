@@ -30,6 +30,8 @@ class FeatureDetector(Detector):
     """Images -> pretrained features -> `_make_head()`. Subclasses add the head's parameters.
     Ignores `y`."""
 
+    run_needs = frozenset({"feature_store"})  # a benchmark extracts each image of its dataset once
+
     def __init__(self, size: int = 224, input_scaling: str = "pm1", stages: str = "last",
                  backbone: str = "efficientnet-lite0", batch_size: int | None = None, **base):
         super().__init__(**base)

@@ -10,6 +10,7 @@ from safetensors.torch import load as load_tensors
 from ..data.imagespec import ImageSpec
 from ..features.weights import PretrainedWeightsMismatch
 from .base import CONFIG_FILE, SCHEMA_VERSION, WEIGHTS_FILE, Detector
+from .schemas import upgrade
 
 _REGISTRY: dict[str, type[Detector]] = {}
 
@@ -28,10 +29,20 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make(name: str, **params) -> Detector:
+def default_params() -> dict[str, dict]:
+    """Each registered detector's name -> the parameters `make(name)` gives it, sorted by name."""
+    return {name: make(name).get_params() for name in available()}
+
+
+def detector_class(name: str) -> type[Detector]:
+    """The class registered under `name` (its contract's class attributes say what it needs)."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown detector {name!r}; available: {', '.join(available())}")
-    cls = _REGISTRY[name]
+    return _REGISTRY[name]
+
+
+def make(name: str, **params) -> Detector:
+    cls = detector_class(name)
     unknown = set(params) - set(cls._param_names())
     if unknown:
         raise ValueError(f"{name}: unknown parameter(s) {sorted(unknown)}; "
@@ -44,8 +55,6 @@ class ModelFileError(ValueError):
 
 
 REQUIRED_KEYS = ("detector", "params", "threshold_", "input_shape_")
-# Run settings that schema-2 saves still held among the params; they live in RunContext now.
-OLD_RUN_PARAMS = ("checkpoint_dir", "resume", "progress", "device", "teacher_cache")
 
 
 def read_config(directory: Path) -> dict:
@@ -76,16 +85,12 @@ def load(directory: str | Path) -> Detector:
     directory = Path(directory)
     config = read_config(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
-    params = dict(config["params"])
-    if config.get("schema", 1) < 3:
-        for key in OLD_RUN_PARAMS:
-            params.pop(key, None)
     try:
-        det = make(config["detector"], **params)
+        config = upgrade(config)  # an older save, in today's layout
+        det = make(config["detector"], **config["params"])
         det.threshold_ = float(config["threshold_"])
         det.input_shape_ = tuple(int(s) for s in config["input_shape_"])
-        det.preprocessing_ = (ImageSpec.from_dict(config["preprocessing"]) if "preprocessing" in config
-                              else ImageSpec.of_shape(det.input_shape_))  # before schema 4: the loaders' rules
+        det.preprocessing_ = ImageSpec.from_dict(config["preprocessing"])
         det.training_ = dict(config.get("training", {}))
     except (ValueError, TypeError, KeyError) as exc:
         raise ModelFileError(f"{config_path}: {exc}") from None

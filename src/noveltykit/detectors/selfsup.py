@@ -27,7 +27,6 @@ from torch import nn
 from ..data.geometric import SETS, apply_each, transformation_set
 from ..data.transforms import random_translations
 from ..nets.wrn import WideResNet
-from .autoencoders import CPU_EPOCHS
 from .registry import register
 from .torch_base import TrainedDetector
 
@@ -77,7 +76,7 @@ class SelfSupervisedDetector(TrainedDetector):
     score_batch_size = 128
 
     def __init__(self, transforms: str = "rot4", depth: int = 10, widen: int = 1, dropout: float = 0.0,
-                 score: str = "nll", clip: float = 1e-6, epochs: int = CPU_EPOCHS, batch_size: int = 64,
+                 score: str = "nll", clip: float = 1e-6, batch_size: int = 64,
                  lr: float = 1e-3, weight_decay: float = 0.0, shift_augment: int = 0, **base):
         if transforms not in SETS:
             raise ValueError(f"transforms must be one of {SETS}, got {transforms!r}")
@@ -90,7 +89,7 @@ class SelfSupervisedDetector(TrainedDetector):
         self.shift_augment = int(shift_augment)
         if self.shift_augment < 0:
             raise ValueError(f"shift_augment must be >= 0 px, got {shift_augment}")
-        super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, **base)
+        super().__init__(batch_size=batch_size, lr=lr, weight_decay=weight_decay, **base)
 
     def tset(self, size: int):
         return transformation_set(self.transforms, size)

@@ -27,9 +27,13 @@ from .base import Detector, as_image_tensor
 
 SCORE_BATCH = 512
 LR_SCHEDULES = ("constant", "cosine")
+# The CPU budget of the trained detectors' `epochs`, fixed before any benchmark ran: about 3 s an
+# epoch for the conv nets on one MNIST class on one core, so a cell trains in 1-2 minutes.
+CPU_EPOCHS = 30
 
 
 class TorchDetector(Detector):
+    differentiable = True  # a network's score has a gradient w.r.t. the image
     history_: list[dict]
     selected_epoch_: int
     score_batch_size = SCORE_BATCH  # images a scoring pass; a family may set its own (a speed, not a result)
@@ -71,6 +75,21 @@ class TorchDetector(Detector):
         module.train(was_training)
         return torch.cat(parts).numpy()
 
+    def _on_scorer(self, fn, x: torch.Tensor) -> torch.Tensor:
+        """fn(scoring module, x on its device) in eval mode, with autograd as the caller has it;
+        the result on x's device."""
+        self._check_fitted()
+        module = self.scorer().to(self.device())
+        was_training = module.training
+        module.eval()
+        try:
+            return fn(module, x.to(next(module.parameters()).device)).to(x.device)
+        finally:
+            module.train(was_training)
+
+    def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
+        return self._on_scorer(self._score_batch, x)
+
     def _monitor(self):
         """The training loop's monitor when the context has one: it scores with each epoch's module."""
         if self.context.monitor is None:
@@ -81,14 +100,18 @@ class TorchDetector(Detector):
         module = self.scorer().to(self.device())
         return self._scores(module, x, progress=self.context.progress)
 
-    def fit_report(self) -> dict:
+    def _fit_facts(self) -> dict:
+        """The fit's history and selected epoch: in a results record and in a saved model."""
         return {"history": self.history_, "selected_epoch": self.selected_epoch_}
+
+    def fit_report(self) -> dict:
+        return self._fit_facts()
 
     def _state(self):
         return {f"{name}.{k}": v for name, m in self._modules().items() for k, v in m.state_dict().items()}
 
     def _info(self) -> dict:
-        return {"history": self.history_, "selected_epoch": self.selected_epoch_}
+        return self._fit_facts()
 
     def _load_state(self, tensors, info):
         modules = self._build_modules(tuple(self.input_shape_))
@@ -100,30 +123,94 @@ class TorchDetector(Detector):
         self.history_, self.selected_epoch_ = info.get("history", []), info.get("selected_epoch", 0)
 
 
-class TrainedDetector(TorchDetector):
-    loss_names: tuple[str, ...] = ()  # the terms `_loss` returns beside the total, for the history
+class LoopTrainedDetector(TorchDetector):
+    """A network trained by the shared loop: the seeding, the device, the loop call, selection and
+    the history, once. A subclass writes the network (`_build`) and the unit that trains it
+    (`_unit`, a `train.loop.TrainableUnit`); `_loop_epochs`, `_run_identity` and `_after_training`
+    say what else differs (a GAN's pre-training epochs, its checkpoint identity, its trace)."""
 
-    def __init__(self, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
-                 select: str = "last", patience: int = 0, min_delta: float = 0.0, ema_decay: float = 0.0,
-                 lr_schedule: str = "constant", **base):
+    module_name = "model"  # the fitted network's name among a saved model's tensors
+
+    def __init__(self, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, select: str = "last",
+                 patience: int = 0, min_delta: float = 0.0, **base):
         super().__init__(**base)
         self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        self.select, self.patience, self.min_delta = select, int(patience), float(min_delta)
+        self.loop_config()  # check the settings now
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    # --- what a subclass writes ----------------------------------------------------------------
+    def _build(self, shape: tuple[int, int, int]) -> nn.Module:
+        raise NotImplementedError
+
+    def _unit(self, model: nn.Module, x: torch.Tensor):
+        """The trainable unit that trains `model` on the training images `x` (on its device)."""
+        raise NotImplementedError
+
+    def _loop_epochs(self) -> int:
+        return self.epochs
+
+    def _run_identity(self) -> dict:
+        """What identifies this fit in its checkpoints: a resume under another one is refused."""
+        return {"params": self.get_params()}
+
+    def _after_training(self, unit) -> None:
+        """Keep what else the unit recorded (e.g. a per-step trace)."""
+
+    # --- the rest, once ---------------------------------------------------------------------------
+    def loop_config(self) -> LoopConfig:
+        return LoopConfig(epochs=self._loop_epochs(), batch_size=self.batch_size, seed=self.random_state,
+                          select=self.select, patience=self.patience, min_delta=self.min_delta)
+
+    def _fit(self, x, x_val, y=None):
+        torch.manual_seed(self.random_state)  # network initialisation
+        dev = self.device()
+        model = self._build(tuple(int(s) for s in x.shape[1:])).to(dev)
+        x = x.to(dev)
+        labels = torch.as_tensor(y, dtype=torch.long).to(dev) if self.uses_labels and y is not None else None
+        unit = self._unit(model, x)
+        ctx = self.context
+        result = train_loop(unit, self.loop_config(), x, x_val.to(dev),
+                            config={"detector": self.name, **self._run_identity(), "shape": list(x.shape[1:])},
+                            checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume, progress=ctx.progress,
+                            monitor=self._monitor(), name=self.name, y_train=labels)
+        # the scoring module: the moving average, where there is one
+        self._set_modules({self.module_name: unit.scoring_module().cpu().eval()})
+        self.history_, self.selected_epoch_ = result.history, result.selected_epoch
+        self._after_training(unit)
+
+    def _build_modules(self, shape):
+        return {self.module_name: self._build(shape)}
+
+    def _modules(self):
+        return {self.module_name: self.model_}
+
+    def _set_modules(self, modules):
+        self.model_ = modules[self.module_name]
+
+
+class TrainedDetector(LoopTrainedDetector):
+    """One network trained on one loss (`ModelUnit`): a subclass writes `_build`, `_loss` and
+    `_score_batch`; Adam's `weight_decay`, a moving average (`ema_decay`) and the `lr_schedule`
+    are parameters of all of them."""
+
+    loss_names: tuple[str, ...] = ()  # the terms `_loss` returns beside the total, for the history
+
+    def __init__(self, epochs: int = CPU_EPOCHS, weight_decay: float = 0.0, ema_decay: float = 0.0,
+                 lr_schedule: str = "constant", **base):
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
         self.lr_schedule = lr_schedule
         self.ema_decay = float(ema_decay)
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
-        self.weight_decay, self.select = float(weight_decay), select
-        self.patience, self.min_delta = int(patience), float(min_delta)
-        self.loop_config()  # check the settings now
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
+        self.weight_decay = float(weight_decay)
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        super().__init__(epochs=epochs, **base)
 
     # --- what a subclass writes ----------------------------------------------------------------
-    def _build(self, shape: tuple[int, int, int]) -> nn.Module:
-        raise NotImplementedError
-
     def _loss(self, model: nn.Module, x: torch.Tensor, generator: torch.Generator
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The training loss of a batch; a detector with `uses_labels` also gets the batch's
@@ -149,38 +236,13 @@ class TrainedDetector(TorchDetector):
             return self.lr * 0.5 * (1 + math.cos(math.pi * epoch / self.epochs))
         return self.lr
 
-    # --- the rest, once ---------------------------------------------------------------------------
-    def loop_config(self) -> LoopConfig:
-        return LoopConfig(epochs=self.epochs, batch_size=self.batch_size, seed=self.random_state,
-                          select=self.select, patience=self.patience, min_delta=self.min_delta)
-
-    def _fit(self, x, x_val, y=None):
-        torch.manual_seed(self.random_state)  # network initialisation
-        dev = self.device()
-        model = self._build(tuple(int(s) for s in x.shape[1:])).to(dev)
-        x = x.to(dev)
-        labels = torch.as_tensor(y, dtype=torch.long).to(dev) if self.uses_labels and y is not None else None
+    def _unit(self, model, x):
         unit = ModelUnit(model, lambda xb, g, *yb: self._loss(model, xb, g, *yb),
                          lambda xv: self._val_loss(unit.scoring_module(), xv), self.loss_names, lr=self.lr,
                          weight_decay=self.weight_decay, seed=self.random_state, ema_decay=self.ema_decay,
                          on_epoch=lambda epoch: self._on_epoch(model, x, epoch),
                          fresh_optimizer_at=self._fresh_optimizer_at(), lr_at=self._lr_at)
-        ctx = self.context
-        result = train_loop(unit, self.loop_config(), x, x_val,
-                            config={"detector": self.name, "params": self.get_params(), "shape": list(x.shape[1:])},
-                            checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume, progress=ctx.progress,
-                            monitor=self._monitor(), name=self.name, y_train=labels)
-        self.model_ = unit.scoring_module().cpu().eval()  # the moving average, when there is one
-        self.history_, self.selected_epoch_ = result.history, result.selected_epoch
-
-    def _build_modules(self, shape):
-        return {"model": self._build(shape)}
-
-    def _modules(self):
-        return {"model": self.model_}
-
-    def _set_modules(self, modules):
-        self.model_ = modules["model"]
+        return unit
 
 
 def per_image(err: torch.Tensor) -> torch.Tensor:

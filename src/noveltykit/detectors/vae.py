@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 
 from ..nets.conv import NORMS, ConvVAE
-from .autoencoders import CPU_EPOCHS
 from .registry import register
 from .torch_base import TrainedDetector, reconstruction_error
 
@@ -36,14 +35,14 @@ class VAEDetector(TrainedDetector):
     loss_names = ("recon", "kl")
 
     def __init__(self, width: int = 16, code: int = 16, norm: str = "batch", beta: float = 1.0,
-                 score: str = "recon", samples: int = 8, epochs: int = CPU_EPOCHS, lr: float = 1e-3, **base):
+                 score: str = "recon", samples: int = 8, lr: float = 1e-3, **base):
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
         if norm not in NORMS or int(samples) < 1 or float(beta) < 0:
             raise ValueError(f"need norm in {NORMS}, samples >= 1, beta >= 0; got {norm!r}, {samples}, {beta}")
         self.width, self.code, self.norm, self.beta = int(width), int(code), norm, float(beta)
         self.score, self.samples = score, int(samples)
-        super().__init__(epochs=epochs, lr=lr, **base)
+        super().__init__(lr=lr, **base)
 
     def _build(self, shape):
         return ConvVAE(shape[0], shape[1], self.width, self.code, norm=self.norm)

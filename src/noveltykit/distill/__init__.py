@@ -1,4 +1,4 @@
 """Progressive knowledge distillation between GANs (P-KDGAN)."""
-from .kdgan import PLAN_NAMES, STRUCTURES, DistillConfig, distillation_loss, parse_structure, train_distill
+from .distillation import PLAN_NAMES, STRUCTURES, DistillConfig, distillation_loss, parse_structure, train_distill
 
 __all__ = ["PLAN_NAMES", "STRUCTURES", "DistillConfig", "distillation_loss", "parse_structure", "train_distill"]

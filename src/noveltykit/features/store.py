@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..data.images import ImageDataset, to_float
-from .cache import cached_features
+from .feature_cache import cached_features
 
 
 def image_digests(images: np.ndarray) -> list[bytes]:

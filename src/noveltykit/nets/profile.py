@@ -31,3 +31,19 @@ def profile_gan(method: str, width: int, channels: int) -> list[tuple[str, int, 
     d = Discriminator(channels, width)
     return [("generator", count_params(g), count_macs(g, shape)),
             ("discriminator", count_params(d), count_macs(d, shape))]
+
+
+TEACHER_WIDTH = 64  # u of the EDE-GAN teacher
+
+
+def profile_against_teacher(method: str, width: int, channels: int
+                            ) -> list[tuple[str, int, int, float | None, float | None]]:
+    """`profile_gan`'s rows with how many times the teacher's (u=64) parameters and MACs are
+    this width's: (network, parameters, MACs, teacher/this params, teacher/this MACs); the
+    ratios are None for the teacher's own width."""
+    rows = profile_gan(method, width, channels)
+    if width == TEACHER_WIDTH:
+        return [(name, params, macs, None, None) for name, params, macs in rows]
+    teacher = profile_gan(method, TEACHER_WIDTH, channels)
+    return [(name, params, macs, t_params / params, t_macs / macs)
+            for (name, params, macs), (_, t_params, t_macs) in zip(rows, teacher)]

@@ -62,11 +62,6 @@ def load_checkpoint(directory: str | Path) -> dict[str, Any]:
     return unflatten(skeleton, load_file(str(directory / "state.safetensors")))
 
 
-def has_checkpoint(directory: str | Path) -> bool:
-    directory = Path(directory)
-    return (directory / "state.json").is_file() and (directory / "state.safetensors").is_file()
-
-
 class CheckpointDir:
     """Epoch checkpoints under one folder: `epoch-0003/` each, and `latest.json` naming the last
     complete one. The pointer is written after the checkpoint, so a crash mid-save leaves the
@@ -91,6 +86,3 @@ class CheckpointDir:
         if not pointer.is_file():
             return None
         return load_checkpoint(self.root / json.loads(pointer.read_text())["dir"])
-
-    def load_epoch(self, epoch: int) -> dict[str, Any]:
-        return load_checkpoint(self.root / f"epoch-{epoch:04d}")

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 from ..nets.dcgan import NORMS, Discriminator, Generator, GeneratorOutput
-from .adversarial import GAN, build_networks, generator_losses  # noqa: F401 (re-exported)
+from .gan_unit import GAN, build_networks, generator_losses  # noqa: F401 (re-exported)
 from .loop import LoopConfig, train_loop
 from .lr_control import LRControl, LRControlFields
 from .pathology import PathologyFields, StepWatch

@@ -22,17 +22,17 @@ from tqdm import tqdm
 from ..data import load_dataset
 from ..data.images import ImageDataset
 from ..data.protocols import PROTOCOLS, make_split
-from ..detectors import make
+from ..detectors import detector_class, make
 from ..detectors.context import RunContext
 from ..features.store import dataset_feature_store
-from ..fileio import atomic_write_bytes, atomic_write_json, remove_tree_inside, safe_name
+from ..fileio import BUSY, DONE, atomic_write_bytes, atomic_write_json, remove_tree_inside, run_once, safe_name
 from .cellstore import EXPERIMENT_FIELDS, CellStore, cell_id, cell_key, load_results  # noqa: F401 (API)
 from .executors import ExecutorConfig, run_each
-from .methods import MethodSpec
-from .metrics import all_metrics, auroc
-from .plots import plot_cell, plot_gan_trace, plot_training_curves
+from ..detectors.specs import MethodSpec
+from ..analysis.metrics import all_metrics, auroc
+from ..analysis.plots import plot_cell, plot_gan_trace, plot_training_curves
 from .provenance import git_commit, machine, package_versions
-from .report import write_report
+from ..analysis.report import write_report
 from .tracking import summary_writer, write_cell_events
 
 @dataclass
@@ -124,10 +124,10 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
     train_x, val_x, test_x, is_novel = split.arrays(ds)
     detector = make(spec.detector, **{"random_state": seed, **dict(spec.params)})
     monitor = (lambda score: {"diagnostic_test_auroc": auroc(is_novel, score(test_x))}) if curves else None
+    features = (lambda extractor: dataset_feature_store(ds, extractor)) if "feature_store" in detector.run_needs else None
     detector.configure(RunContext(
         checkpoint_dir=checkpoint_dir, resume=checkpoint_dir is not None, device=device, progress=progress,
-        teacher_cache=teacher_cache, feature_store=lambda extractor: dataset_feature_store(ds, extractor),
-        monitor=monitor))
+        teacher_cache=teacher_cache, feature_store=features, monitor=monitor))
     t0 = time.perf_counter()
     # the class labels of the normal training images (one class under one-vs-rest), never a novel one
     detector.fit(train_x, val_x, y=ds.normal_labels(split.train_idx))
@@ -195,28 +195,32 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
         print(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already in {out}", file=sys.stderr)
     provenance = {"versions": package_versions(), "git_commit": git_commit(), "machine": machine(),
                   "data_source": ds.source}
-    # Students distilled here share their teachers, and a plain ede-gan cell of the same run is one.
-    teachers = out / "teachers" if any(spec.detector == "kdgan" for spec in cfg.methods) else None
+    # A teacher folder when a detector of the run asks for one (its contract's `run_needs`); every
+    # cell of the run gets it, so a detector that can serve as a teacher files itself there.
+    needs = set().union(*(detector_class(spec.detector).run_needs for spec in cfg.methods))
+    teachers = out / "teachers" if "teacher_cache" in needs else None
     failed: list[tuple[dict, Exception]] = []
     ran = 0
     bar = tqdm(total=len(todo), desc=f"{ds.name} {cfg.protocol}", unit="cell", disable=not progress)
 
     def attempt(cell, wait: bool) -> bool:
         """Run `cell` unless it is done; False when another process holds it (and wait=False)."""
-        nonlocal ran
         key = _id(ds, cfg, cell)
-        with store.claim(key, blocking=wait) as mine:
-            if not mine:
-                return False
-            if key not in store.done_ids():  # else another process finished it meanwhile
-                bar.set_postfix_str(f"class {ds.class_names[cell[0]]} seed {cell[1]} {cell[2].label}")
-                ran += 1
-                if (failure := _run_and_file(ds, cfg, cell, store, experiment, provenance, teachers,
-                                             progress)) is not None:
-                    failed.append(failure)
-                    record = failure[0]
-                    tqdm.write(f"cell failed: class {record['class_name']} seed {record['seed']} "
-                               f"{record['method']}: {record['error_type']}: {record['error']}", file=sys.stderr)
+
+        def work():
+            nonlocal ran
+            bar.set_postfix_str(f"class {ds.class_names[cell[0]]} seed {cell[1]} {cell[2].label}")
+            ran += 1
+            if (failure := _run_and_file(ds, cfg, cell, store, experiment, provenance, teachers,
+                                         progress)) is not None:
+                failed.append(failure)
+                record = failure[0]
+                tqdm.write(f"cell failed: class {record['class_name']} seed {record['seed']} "
+                           f"{record['method']}: {record['error_type']}: {record['error']}", file=sys.stderr)
+
+        # done: another process finished it meanwhile (or before this run)
+        if run_once(store.lock_path(key), lambda: store.is_done(key), work, wait=wait)[0] == BUSY:
+            return False
         bar.update(1)
         return True
 
@@ -266,11 +270,10 @@ def _cell_task(cell, *, ds, cfg: BenchConfig, experiment: dict, provenance: dict
     import_modules(cfg.imports)
     store = CellStore(cfg.out)
     key = _id(ds, cfg, cell)
-    with store.claim(key, blocking=True):
-        if key in store.done_ids():
-            return None
-        failure = _run_and_file(ds, cfg, cell, store, experiment, provenance, teachers, progress=False)
-    return None if failure is None else failure[0]
+    status, failure = run_once(store.lock_path(key), lambda: store.is_done(key),
+                               lambda: _run_and_file(ds, cfg, cell, store, experiment, provenance, teachers,
+                                                     progress=False))
+    return None if status == DONE or failure is None else failure[0]
 
 
 def _failure_record(ds, cfg: BenchConfig, cell, exc: BaseException, provenance: dict, tb: str) -> dict:

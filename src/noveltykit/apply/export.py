@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .detectors import ModelFileError
-from .detectors.base import as_image_tensor
-from .fileio import atomic_write_bytes
+from .. import __version__
+from ..detectors import ModelFileError
+from ..detectors.base import as_image_tensor
+from ..fileio import atomic_write_bytes
 
 PREFIX = "noveltykit."
 INPUT_NOTE = "float32 (N, C, H, W) in [-1, 1]; uint8 pixels p map to p / 127.5 - 1"

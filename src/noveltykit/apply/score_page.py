@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..eval.plots import pyplot
+from ..analysis.plots import pyplot
 from ..fileio import atomic_write_bytes
 from .score import ScoreRow, read_for
 

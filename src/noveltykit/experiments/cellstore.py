@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ..analysis.results import load_results
 from ..fileio import atomic_write_json, file_lock
 
 # Fields that define the experiment: every cell under one folder must agree on them.
@@ -40,16 +41,6 @@ def record_id(record: dict) -> str:
     return cell_id(*cell_key(record))
 
 
-def load_results(path: Path) -> list[dict]:
-    """The finished cells of a results.json (empty when there is none)."""
-    if not path.exists():
-        return []
-    try:
-        return json.loads(path.read_text())["results"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not a noveltykit results file ({exc}); move it or pick another --out")
-
-
 class CellStore:
     def __init__(self, out: str | Path):
         self.out = Path(out)
@@ -58,6 +49,10 @@ class CellStore:
         self.experiment_path = self.out / "experiment.json"
 
     # --- reading ---------------------------------------------------------------------------------
+    def is_done(self, key: str) -> bool | None:
+        """True when cell `key` is finished, else None (`fileio.run_once`'s `finished`)."""
+        return (self.cells / f"{key}.json").is_file() or None
+
     def done_ids(self) -> set[str]:
         return {p.name[:-len(".json")] for p in self.cells.glob("*.json")
                 if not p.name.endswith(FAILED_SUFFIX)}
@@ -90,11 +85,9 @@ class CellStore:
         with file_lock(self.out / ".lock"):
             yield
 
-    @contextmanager
-    def claim(self, key: str, blocking: bool = False) -> Iterator[bool]:
-        """Hold the right to run cell `key`; yields False when another process holds it."""
-        with file_lock(self.out / "locks" / f"{key}.lock", blocking=blocking) as got:
-            yield got
+    def lock_path(self, key: str) -> Path:
+        """The lock held by the process running cell `key` (`fileio.run_once`)."""
+        return self.out / "locks" / f"{key}.lock"
 
     def adopt_legacy(self) -> None:
         """A folder from before cells/ existed: split its results.json into cell files, once."""

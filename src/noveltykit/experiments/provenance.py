@@ -1,7 +1,6 @@
 """How a result was made: package versions, git commit, machine."""
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import subprocess
@@ -10,21 +9,11 @@ from pathlib import Path
 import torch
 
 from ..train.precision import native_bf16_cpu
+from ..versions import package_versions  # noqa: F401 (recorded with every result)
 
 # For copies of the checkout shipped to another machine, whose .git (if any) may be stale: the commit
 # the copy was made from. When set, it is what results record.
 ENV_COMMIT = "NOVELTYKIT_GIT_COMMIT"
-PACKAGES = ("noveltykit", "torch", "numpy", "scikit-learn", "scipy", "pillow", "safetensors")
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def git_commit() -> str:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ..fileio import atomic_write_bytes
 from .paper_values import paper_columns
+from .results import merge_results, read_runs
 
 METRICS = {"auroc": "AUROC", "aupr": "AUPR (novel positive)", "fpr95": "FPR at 95% TPR (lower is better)"}
 # Derived from a trained detector's history (bench --curves): the test AUROC of the epoch with the
@@ -152,3 +154,17 @@ def write_report(out: str | Path, results: list[dict]) -> Path:
     path = out / "report.md"
     atomic_write_bytes(path, "\n".join(parts).encode())
     return path
+
+
+def report_runs(runs: Sequence[str | Path], metric: str = "auroc", *, seeds: Sequence[int] | None = None,
+                classes: Sequence[int] | None = None, methods: Sequence[str] | None = None,
+                with_paper: bool = True, times: bool = False) -> str:
+    """The table of one or more bench folders (`merge_results` says what is kept and what is
+    refused), and the timing table below it with `times`. A single folder reported without
+    `seeds` or `classes` also gets its own table.md and report.md rebuilt."""
+    loaded = read_runs(runs)
+    if len(loaded) == 1 and seeds is None and classes is None:
+        write_report(*loaded[0])
+    results = merge_results(loaded, seeds=seeds, classes=classes, methods=methods)
+    text = metric_table(results, metric, with_paper=with_paper)
+    return f"{text}\n\n{timing_table(results)}" if times else text

@@ -32,12 +32,12 @@ from ..data.images import ImageDataset
 from ..data.protocols import dev_split
 from ..detectors import make
 from ..detectors.context import RunContext
-from ..fileio import atomic_write_bytes, atomic_write_json, file_lock
+from ..fileio import atomic_write_bytes, atomic_write_json, run_once
 from . import provenance
 from .executors import EXECUTORS, RAY_INSTALL, ExecutorConfig, ray_session
-from .methods import MethodSpec, _parse_value
-from .metrics import auroc
-from .plots import pyplot
+from ..detectors.specs import MethodSpec, _parse_value
+from ..analysis.metrics import auroc
+from ..analysis.plots import pyplot
 
 SPLIT_NOTE = "dev (normal validation vs other classes' training images; no test image read)"
 # What makes two sweeps the same experiment: an OUT written by another refuses to be reused.
@@ -145,6 +145,18 @@ class SweepConfig:
     # round of a study keeps the first round's incumbent without paying for it again
     reuse: list = field(default_factory=list)
     _points: list = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def from_pairs(cls, grid: list[tuple[str, list]], variants: list | None = None, **fields) -> "SweepConfig":
+        """A config from a grid given as (key, values) pairs, as the command line's repeated --grid
+        gives it: a key named twice (a dict would keep only its last values) and neither a grid
+        nor variants are refused before anything else is checked."""
+        keys = [k for k, _ in grid]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"--grid names a parameter twice: {keys}")
+        if not grid and not variants:
+            raise ValueError("give --grid KEY=V1,V2 or --variant SPEC (whole specs to compare with --method)")
+        return cls(grid=dict(grid), variants=[] if variants is None else variants, **fields)
 
     def __post_init__(self):
         # Every mistake fails here, before any data is loaded or any detector trained.
@@ -291,13 +303,8 @@ def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_
     at once: one that finds it claimed waits and reads the other's record (or, `wait=False`,
     returns None at once). The kernel drops a dead process's lock, and the trial then runs here."""
     path, expect = _trial_file(view, cfg, point, cls, trials_dir)
-    with file_lock(path.with_suffix(".lock"), blocking=wait) as mine:
-        if not mine:
-            return None
-        done = _read_trial(path, expect)
-        if done is not None:
-            return done
-        return _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress)
+    return run_once(path.with_suffix(".lock"), lambda: _read_trial(path, expect),
+                    lambda: _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress), wait=wait)[1]
 
 
 def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> dict:

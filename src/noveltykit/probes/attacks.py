@@ -12,8 +12,8 @@ Moosavi-Dezfooli et al. (2016) do. Two ways to find r:
 
 The attacks take a plain callable: a binary f(x) -> (N,) (one class where f > 0, here "novel"),
 or a multi-class f(x) -> (N, K) of class scores (logits or log-probabilities; the class is the
-argmax). `detector_decision` builds f from a fitted torch detector: its novelty score minus its
-threshold, or (`certainty`, target="class") its classifier's log-probabilities. Images are
+argmax). `detector_decision` builds f from a fitted detector's contract: its differentiable
+novelty score minus its threshold, or (target="class") its classifier's log-probabilities. Images are
 scored one by one (a detector's score of an image never depends on its batch), so one backward
 pass of the batch's sum gives every image's own gradient.
 
@@ -29,8 +29,7 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from ..detectors.certainty import CertaintyDetector
-from ..detectors.torch_base import TorchDetector
+from ..detectors import NotFittedError
 
 Decision = Callable[[torch.Tensor], torch.Tensor]  # (N, C, H, W) -> (N,) binary or (N, K) classes
 TARGETS = ("decision", "class")
@@ -51,41 +50,29 @@ class AttackResult:
 # --- a detector as a differentiable function ---------------------------------------------------
 
 def detector_decision(det, target: str = "decision") -> Decision:
-    """A fitted torch detector's decision as a differentiable f of the images.
+    """A fitted detector's decision as a differentiable f of the images, through its contract.
 
-    target="decision": f(x) = score(x) - threshold_, novel where f > 0 (the detector's `predict`).
-    target="class" (`certainty` only): the log-probabilities of its classifier of the normal
-    classes (the mean over the MC dropout networks when it has them), to change the predicted class.
-    Runs in eval mode on the detector's device (the CPU where that GPU is missing); returns on the
-    images' device, so gradients reach the caller's tensor.
+    target="decision": f(x) = score(x) - threshold_, novel where f > 0 (the detector's `predict`),
+    from `differentiable_score` (detectors whose contract says `differentiable`).
+    target="class" (detectors that `classify`): the log-probabilities of its classifier of the
+    normal classes, from `class_log_probabilities`, to change the predicted class.
+    Each detector scores in eval mode on its own device; f returns on the images' device, so
+    gradients reach the caller's tensor.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     name = getattr(det, "name", "") or type(det).__name__
-    if not isinstance(det, TorchDetector):
+    if not getattr(det, "differentiable", False):
         raise ValueError(f"{name}: adversarial probes need a differentiable detector (a torch detector whose "
                          f"score has a gradient w.r.t. the image); {name} is not one")
-    det._check_fitted()
-    if target == "class" and not isinstance(det, CertaintyDetector):
-        raise ValueError(f"target='class' attacks a classifier's predicted class: only the certainty detector "
-                         f"has one, not {name}; use target='decision'")
-    module = det.scorer().to(det.device())
-    dev = next(module.parameters()).device
-
-    def decision(x: torch.Tensor) -> torch.Tensor:
-        was_training = module.training
-        module.eval()
-        try:
-            xd = x.to(dev)
-            if target == "class":
-                out = det.probabilities(module, xd).clamp_min(1e-30).log()
-            else:
-                out = det._score_batch(module, xd).double() - det.threshold_
-            return out.to(x.device)
-        finally:
-            module.train(was_training)
-
-    return decision
+    if not hasattr(det, "threshold_"):
+        raise NotFittedError(f"{type(det).__name__} is not fitted; call fit(X) first")
+    if target == "class":
+        if not det.classifies:
+            raise ValueError(f"target='class' attacks a classifier's predicted class: {name} has no classifier "
+                             "of the normal classes; use target='decision'")
+        return det.class_log_probabilities
+    return lambda x: det.differentiable_score(x).double() - det.threshold_
 
 
 # --- shared pieces ----------------------------------------------------------------------------

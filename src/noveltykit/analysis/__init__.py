@@ -1,0 +1,1 @@
+"""Analysis of results: metrics, tables, reports, plots and published values. Imports no detector."""

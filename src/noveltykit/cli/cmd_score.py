@@ -1,0 +1,38 @@
+"""noveltykit score: score image files and folders with a saved model (apply.score.score_paths)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(sub) -> None:
+    score = sub.add_parser("score", help="score image files and folders with a saved model",
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="One row per file: path, score (higher = more novel), threshold, is_novel, "
+                                       "error. Folders are read recursively. A file that cannot be read is a row "
+                                       "with its error, and the rest are still scored. Without --out the rows "
+                                       "go to standard output as CSV.",
+                           epilog="example:\n  noveltykit score models/knn new/ extra.png --out scores.csv "
+                                  "--report report/")
+    score.add_argument("model", help="a saved model folder (fit, or bench --save-models)")
+    score.add_argument("paths", nargs="+", help="image files and folders")
+    score.add_argument("--out", help="write the rows here: FILE.csv or FILE.jsonl")
+    score.add_argument("--threshold", type=float, help="use this threshold instead of the model's")
+    score.add_argument("--report", help="folder for an HTML page: score histogram, most novel and most normal images")
+    score.add_argument("--memory", metavar="DIR",
+                       help="a novelty memory folder (serve --memory): score with its confirmed novelties")
+    score.add_argument("--quiet", action="store_true")
+    score.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..apply.score import rows_as_csv, score_paths
+    rows = score_paths(args.model, args.paths, out=args.out, threshold=args.threshold, report=args.report,
+                       progress=not args.quiet, memory=args.memory)
+    scored = [r for r in rows if r.score is not None]
+    if args.out is None:  # the rows themselves, as CSV on standard output
+        sys.stdout.write(rows_as_csv(rows))
+    where = "".join(f"; wrote {p}" for p in (args.out, args.report and f"{args.report}/index.html") if p)
+    print(f"{len(scored)} scored, {sum(r.is_novel for r in scored)} novel, {len(rows) - len(scored)} unreadable"
+          f"{where}", file=sys.stderr)
+    return 0

@@ -1,0 +1,1 @@
+"""Adversarial probes (tech report 5.1): attacks on a differentiable detector, and the probe command."""
