@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-kernels data clean
+.PHONY: setup run test test-kernels test-browser test-data data clean
 
 setup: $(STAMP)
 
@@ -36,7 +36,34 @@ run: data
 	@echo "  $(BIN)/noveltykit fit --method knn --train MY_NORMAL_IMAGES/ --out models/mine"
 	@echo "  $(BIN)/noveltykit score models/mine NEW_IMAGES/ --out scores.csv --report scores-report/"
 
-test: data
+# `make test` runs every test but the CUDA-only ones, so it first gets what the others read beyond
+# `make data` (the main job, `make run`, needs none of it):
+#   chromium       Debian's package: the served page is scored in headless Chromium;
+#   fashion-mnist  from Debian's dataset-fashion-mnist (`apt-get download`, no root needed);
+#   cifar10-jpeg   the copy in ../shared/data/cifar10-jpeg/ (or $NOVELTYKIT_CIFAR10_JPEG), decoded
+#                  into the cache once (about 10 s).
+# apt-get runs only for what is missing, and only as root. Under CI a missing one fails the run;
+# elsewhere it is a warning and its tests skip (pytest -ra lists each skip and why).
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0
+FETCH := $(BIN)/noveltykit data fetch --dataset
+MISSING = { if [ -n "$$CI" ] && [ "$$CI" != false ]; then echo "make: $(1) (CI: a failure, not a skip)" >&2; false; \
+	else echo "make: $(1); its tests will skip" >&2; fi; }
+
+test-browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  [ "$$(id -u)" = 0 ] || { $(call MISSING,chromium is not installed and apt-get install needs root); exit; }; \
+	  log=$$(mktemp); \
+	  if $(APT_GET) update >$$log 2>&1 && $(APT_GET) install -y --no-install-recommends chromium >>$$log 2>&1; \
+	  then rm -f $$log; else cat $$log >&2; rm -f $$log; $(call MISSING,apt-get install chromium failed); fi; }
+
+# A first try that fails (no package lists yet, where chromium was there already) is retried once
+# after `apt-get update`.
+test-data: data test-browser
+	@$(FETCH) fashion-mnist >/dev/null 2>&1 || { [ "$$(id -u)" != 0 ] || $(APT_GET) update >/dev/null 2>&1; \
+	  $(FETCH) fashion-mnist >/dev/null; } || $(call MISSING,no fashion-mnist)
+	@$(FETCH) cifar10-jpeg >/dev/null || $(call MISSING,no cifar10-jpeg)
+
+test: data test-browser test-data
 	$(BIN)/python -m pytest -q
 
 # The GAN, distillation, conformance, export and fault tests again under AVX2-only and plain ATen

@@ -45,6 +45,9 @@ class DeepSVDDDetector(TrainedDetector):
                  pretrain_epochs: int = 10, eps: float = 0.1, bias: bool = False, contrast_norm: bool = False,
                  fresh_optimizer: bool = False, fine_tune: int = 0, lr: float = 1e-4,
                  weight_decay: float = 1e-6, **base):
+        for name, flag in (("bias", bias), ("contrast_norm", contrast_norm), ("fresh_optimizer", fresh_optimizer)):
+            if not isinstance(flag, (bool, int)) or flag not in (0, 1):
+                raise ValueError(f"{name} must be true or false, got {flag!r}")
         if bias:
             raise ValueError("deep-svdd: a network with bias terms can map every image to the centre "
                              "(hypersphere collapse, Ruff et al. 2018 §3.3); Deep SVDD needs bias=False")

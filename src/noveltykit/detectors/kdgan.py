@@ -33,6 +33,7 @@ class KDGANDetector(_GANDetector):
 
     name, variant = "kdgan", "ede"
     run_needs = frozenset({"teacher_cache"})  # students of one run share the teachers they train
+    teacher_ = None  # the teacher of the last fit (in memory only; not saved with the student)
 
     def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
                  random_state: int = 0, structure: str = "p23", width: int = 2, w1: float = 1.0,
@@ -46,7 +47,6 @@ class KDGANDetector(_GANDetector):
         self.teacher_dir = teacher_dir
         self.teacher_preset, self.teacher_budget = teacher_preset, teacher_budget
         self.teacher_width = int(teacher_width)
-        self.teacher_ = None  # the teacher of the last fit (in memory only; not saved with the student)
 
     def distill_config(self) -> DistillConfig:
         return DistillConfig(self.structure, self.w1, self.wx, self.w2)

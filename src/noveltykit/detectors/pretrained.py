@@ -31,6 +31,9 @@ class FeatureDetector(Detector):
     Ignores `y`."""
 
     run_needs = frozenset({"feature_store"})  # a benchmark extracts each image of its dataset once
+    # A features.FeatureStore of images seen before (from the RunContext, set by `configure`):
+    # known images skip the network; and the seconds it took to make.
+    feature_store, feature_seconds_ = None, None
 
     def __init__(self, size: int = 224, input_scaling: str = "pm1", stages: str = "last",
                  backbone: str = "efficientnet-lite0", batch_size: int | None = None, **base):
@@ -40,9 +43,6 @@ class FeatureDetector(Detector):
         self.batch_size = None if batch_size is None else int(batch_size)
         self.extractor()  # check the settings now; the weights are only touched on use
         self._make_head()
-        # A features.FeatureStore of images seen before (from the RunContext): known images skip
-        # the network.
-        self.feature_store, self.feature_seconds_ = None, None
         self._val_features: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def preferred_image_size(self) -> int:
