@@ -35,15 +35,23 @@ def test_the_layers_hold():
     assert "0 broken" in run.stdout
 
 
-def test_an_upward_import_breaks_the_layers_and_names_the_line(tmp_path):
+@pytest.mark.parametrize("module, line, expect", [
+    ("analysis/metrics.py", "from ..experiments import bench  # analysis above the runner",
+     "noveltykit.analysis.metrics -> noveltykit.experiments.bench"),
+    ("apply/fit.py", "from ..experiments import bench  # two siblings",
+     "noveltykit.apply.fit -> noveltykit.experiments.bench"),
+    ("apply/score_page.py", "from .score import expand  # the cycle score <-> score page, as it was",
+     ".score_page -> .score"),
+])
+def test_a_wrong_import_breaks_a_contract_and_names_the_line(tmp_path, module, line, expect):
     copy = tmp_path / "src" / "noveltykit"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    metrics = copy / "analysis" / "metrics.py"
-    metrics.write_text(metrics.read_text() + "\nfrom ..experiments import bench  # analysis above the runner\n")
+    path = copy / module
+    path.write_text(path.read_text() + f"\n{line}\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}
     run = _lint(tmp_path, env)
     assert run.returncode != 0
-    assert "noveltykit.analysis.metrics -> noveltykit.experiments.bench" in run.stdout, run.stdout
+    assert expect in run.stdout, run.stdout
     assert "BROKEN" in run.stdout
 
 

@@ -11,31 +11,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.folder import list_images, load_image
+from ..data.folder import list_images
 from ..detectors import Detector, load
 from ..detectors.memory import NoveltyMemory
 from ..fileio import atomic_write_bytes
+from .score_rows import COLUMNS, ScoreRow, read_for
 
 BATCH = 256
-COLUMNS = ("path", "score", "threshold", "is_novel", "error")
-
-
-@dataclass
-class ScoreRow:
-    path: str
-    score: float | None
-    threshold: float
-    is_novel: bool | None
-    error: str = ""
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in COLUMNS}
 
 
 def expand(paths: list[str | Path]) -> list[Path]:
@@ -47,14 +34,6 @@ def expand(paths: list[str | Path]) -> list[Path]:
         else:
             out.append(p)  # a missing file becomes a row with its error
     return out
-
-
-def read_for(detector: Detector, path: Path) -> np.ndarray:
-    """One file as the model's input: uint8 (C, size, size); ValueError naming the file if unusable."""
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    spec = detector.preprocessing_
-    return spec.conform(load_image(path, spec.size))
 
 
 def score_files(detector: Detector, files: list[Path], threshold: float | None = None, progress: bool = True,
@@ -121,6 +100,6 @@ def score_paths(model: str | Path, paths: list[str | Path], *, out: str | Path |
     if out is not None:
         write_rows(rows, out)
     if report is not None:
-        from .score_page import write_report
+        from .score_page import write_report  # matplotlib only when a page is asked for
         write_report(report, rows, detector)
     return rows

@@ -13,7 +13,7 @@ from PIL import Image
 
 from ..analysis.plots import pyplot
 from ..fileio import atomic_write_bytes
-from .score import ScoreRow, read_for
+from .score_rows import ScoreRow, read_for
 
 GALLERY = 16  # images in each gallery
 THUMB = 96  # pixels a side
