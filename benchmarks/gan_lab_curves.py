@@ -22,7 +22,7 @@ from noveltykit.detectors import make
 from noveltykit.detectors.context import RunContext
 from noveltykit.detectors.specs import MethodSpec
 from noveltykit.analysis.metrics import auroc
-from noveltykit.analysis.plots import plot_gan_trace
+from noveltykit.analysis.plots import plot_step_trace
 from noveltykit.fileio import atomic_write_bytes
 
 
@@ -56,7 +56,7 @@ def main():
         scores = det.decision_function(test_x)
         row = {"variant": spec.label, "held_out": args.held_out, "seed": args.seed, "seconds": seconds,
                "auroc": auroc(is_novel, scores), "history": det.history_, "pathology_events": det.events_}
-        plot = plot_gan_trace(out / f"{spec.label.replace(':', '_').replace(',', '_')}_steps.png", det.trace_,
+        plot = plot_step_trace(out / f"{spec.label.replace(':', '_').replace(',', '_')}_steps.png", det.trace_,
                               f"MNIST, {args.held_out}s held out, seed {args.seed} - {spec.label}",
                               det.events_, det.history_)
         row["plot"] = plot.name

@@ -64,10 +64,10 @@ def plot_training_curves(path: str | Path, history: list[dict], title: str, sele
     return _save(fig, path, title)
 
 
-def plot_gan_trace(path: str | Path, trace: dict[str, list[float]], title: str, events: list[dict] = (),
-                   history: list[dict] = ()) -> Path:
-    """A GAN's per-step curves (tech report Fig. 3.2, 3.3, A.2-A.4): both losses; D's accuracy on
-    its training batches, on normal validation images after each epoch and, where recorded, on
+def plot_step_trace(path: str | Path, trace: dict[str, list[float]], title: str, events: list[dict] = (),
+                    history: list[dict] = ()) -> Path:
+    """A fit's per-step trace, as the GAN lab records it (tech report Fig. 3.2, 3.3, A.2-A.4): both
+    losses; D's accuracy on its training batches, on normal validation images after each epoch and, where recorded, on
     held-out novel images (`diagnostic_novel_d_acc`: a diagnostic, never used to choose); the
     generated batch's variance and both learning rates. Pathology events are vertical lines."""
     steps = np.asarray(trace["step"])

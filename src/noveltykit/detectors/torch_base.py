@@ -1,16 +1,19 @@
-"""The base of every detector whose model is made of `nn.Module`s, and the base of those trained
-as one module by the shared loop.
+"""The bases of every detector whose model is made of `nn.Module`s.
 
 `TorchDetector` does what every torch detector needs, once: modules saved under their names
 (`_modules`, `_build_modules`), the history and selected epoch of the fit, eval-mode batched
-scoring (an image's score never depends on its batch), the RunContext's device with the CPU as
-fallback where that GPU is missing. The GAN detectors build on it with their own training.
+scoring (an image's score never depends on its batch) and its differentiable form for the probes,
+the RunContext's device with the CPU as fallback where that GPU is missing. The P-KDGAN GAN
+detectors build on it with their own training (`train.gan`).
 
-`TrainedDetector` adds training one module with the shared loop (`train.loop`, `ModelUnit`): a
-subclass writes only what is its own, on one screen: the network (`_build`), the training loss
-(`_loss`) and the per-image score (`_score_batch`, higher = more novel). The normal-only
-validation loss that selection and early stopping read is the mean validation score, unless
-`_val_loss` says otherwise.
+`LoopTrainedDetector` trains one network with the shared loop (`train.loop`): seeding, device,
+the loop call, selection, history, once; a subclass gives the network (`_build`) and the unit that
+trains it (`_unit`), as `gan-disc` does with its GAN.
+
+`TrainedDetector` is the usual case, one network on one loss (`ModelUnit`): a subclass writes
+only what is its own, on one screen: the network (`_build`), the training loss (`_loss`) and the
+per-image score (`_score_batch`, higher = more novel). The normal-only validation loss that
+selection and early stopping read is the mean validation score, unless `_val_loss` says otherwise.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from .cellstore import EXPERIMENT_FIELDS, CellStore, cell_id, cell_key, load_res
 from .executors import ExecutorConfig, run_each
 from ..detectors.specs import MethodSpec
 from ..analysis.metrics import all_metrics, auroc
-from ..analysis.plots import plot_cell, plot_gan_trace, plot_training_curves
+from ..analysis.plots import plot_cell, plot_step_trace, plot_training_curves
 from .provenance import git_commit, machine, package_versions
 from ..analysis.report import write_report
 from .tracking import summary_writer, write_cell_events
@@ -321,7 +321,7 @@ def _run_and_file(ds, cfg: BenchConfig, cell, store: CellStore, experiment: dict
                                          title, record["selected_epoch"])
             record["curves_plot"] = str(curve.relative_to(out))
         if record.get("trace"):  # a per-step trace (the GAN lab's): its curves too
-            steps = plot_gan_trace(out / "plots" / f"{stem}_steps.png", record["trace"], title,
+            steps = plot_step_trace(out / "plots" / f"{stem}_steps.png", record["trace"], title,
                                    record.get("pathology_events", []), record.get("history", []))
             record["steps_plot"] = str(steps.relative_to(out))
     trace = record.pop("trace", None)

@@ -118,7 +118,7 @@ class Point:
 @dataclass
 class SweepConfig:
     dataset: str
-    method: str  # a detector spec, e.g. deep-svdd:lr=0.0001; the grid updates its params
+    method: str  # a detector spec, e.g. NAME:lr=0.0001; the grid updates its params
     grid: dict  # param -> values (strings are parsed as in a method spec); first key varies slowest
     classes: list
     out: str
@@ -138,7 +138,7 @@ class SweepConfig:
     device: str | None = None
     teacher_cache: str | None = None
     # the dev AUROC after every epoch of a trained detector, a diagnostic the rule never reads: it
-    # costs one scoring pass of the dev split an epoch (for selfsup, as much as the training)
+    # costs one scoring pass of the dev split an epoch (for a slow scorer, as much as the training)
     curves: bool = False
     # other sweeps' OUT folders whose finished trials this one adopts instead of refitting them
     # (a trial is the same when dataset, class, seed, spec, image size and n_novel agree): a second
