@@ -339,7 +339,7 @@ def test_clone_and_set_params(api_name):
     assert det.get_params() == {**params, "threshold_quantile": 0.5, "random_state": 4}
     assert det.context.progress  # set_params leaves the RunContext alone
     for bad, match in (({"threshold_quantile": 1.5}, "threshold_quantile"), ({"not_a_parameter": 1}, "unknown parameter"),
-                       ({"random_state__x": 1}, "not estimators")):
+                       ({"random_state__x": 1}, "unknown parameter")):
         with pytest.raises(ValueError, match=match):
             det.set_params(**bad)
         assert det.get_params() == {**params, "threshold_quantile": 0.5, "random_state": 4}  # unchanged

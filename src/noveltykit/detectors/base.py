@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from safetensors.torch import save as save_tensors
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 
 from .. import __version__
 from ..data.images import ImageDataset, to_float
@@ -161,10 +161,6 @@ class Detector(BaseEstimator):
         """How the next fit runs (set by `configure`); the default `RunContext()` until then."""
         return self._context
 
-    @context.setter
-    def context(self, context: RunContext) -> None:
-        self._context = context
-
     # --- what subclasses write -------------------------------------------------------------
     def _fit(self, x: torch.Tensor, x_val: torch.Tensor, y: np.ndarray | None) -> None:
         raise NotImplementedError
@@ -235,64 +231,37 @@ class Detector(BaseEstimator):
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor arguments, in `_param_names()` order: what `config.json` and a results
-        record save. `deep`: also `<param>__<sub>` for a parameter that is itself an estimator
-        (none is today, so both give the same dict)."""
-        out = {k: getattr(self, k) for k in self._param_names()}
-        if deep:
-            for key, value in list(out.items()):
-                if hasattr(value, "get_params") and not isinstance(value, type):
-                    out.update((f"{key}__{k}", v) for k, v in value.get_params().items())
-        return out
+        record save. `deep` changes nothing: no parameter is itself an estimator."""
+        return {k: getattr(self, k) for k in self._param_names()}
 
     def set_params(self, **params) -> "Detector":
-        """Change parameters as the constructor would take them: `make(name, **{**get_params(),
-        **params})` checks them (a bad value raises ValueError and leaves the detector as it was) and
-        the new values are those it stores. Returns the detector. A fitted detector keeps what it
-        learnt, as in scikit-learn: refit it. `<param>__<sub>` reaches a nested estimator."""
-        if not params:
-            return self
+        """Change parameters as the constructor would take them: it checks them (a bad value
+        raises ValueError and leaves the detector as it was) and the new values are those it
+        stores. Returns the detector. A fitted detector keeps what it learnt, as in scikit-learn:
+        refit it."""
         valid = self._param_names()
-        own: dict[str, Any] = {}
-        nested: dict[str, dict[str, Any]] = {}
-        for key, value in params.items():
-            head, sep, sub = key.partition("__")
-            if sep:
-                nested.setdefault(head, {})[sub] = value
-            else:
-                own[key] = value
-        unknown = sorted((set(own) | set(nested)) - set(valid))
+        unknown = sorted(set(params) - set(valid))
         if unknown:
             raise ValueError(f"{self.name or type(self).__name__}: unknown parameter(s) {unknown}; valid: {valid}")
-        current = self.get_params(deep=False)
-        flat = sorted(k for k in nested if not hasattr(own.get(k, current[k]), "set_params"))
-        if flat:
-            raise ValueError(f"{self.name or type(self).__name__}: parameter(s) {flat} are not estimators; "
-                             "`<param>__<sub>` keys need one")
+        current = self.get_params()
         try:
-            fresh = type(self)(**{**current, **own})
+            fresh = type(self)(**{**current, **params})
         except OverflowError as exc:  # int(inf) and the like: a bad value like any other
             raise ValueError(f"{self.name or type(self).__name__}: {exc}") from None
-        for key in valid:
-            given, stored = own.get(key, current[key]), getattr(fresh, key)
+        for key in params:
             # the caller's own object where the constructor keeps its value (scikit-learn checks `is`)
-            setattr(self, key, given if _same_value(given, stored) else stored)
-        for key, sub in nested.items():
-            getattr(self, key).set_params(**sub)
+            setattr(self, key, params[key] if _same_value(params[key], getattr(fresh, key)) else getattr(fresh, key))
         return self
 
     def __sklearn_clone__(self) -> "Detector":
         """A new, unfitted detector with equal parameters and the default `RunContext`. Unlike
         scikit-learn's default clone this accepts a constructor that canonicalises a value (e.g.
         `stages`, `structure`) as long as the clone's parameters equal the original's."""
-        params = {k: clone(v, safe=False) for k, v in self.get_params(deep=False).items()}
+        params = self.get_params()
         new = type(self)(**params)
-        changed = [k for k, v in new.get_params(deep=False).items() if not _same_value(v, params[k])]
+        changed = [k for k, v in new.get_params().items() if not _same_value(v, params[k])]
         if changed:
             raise RuntimeError(f"cannot clone {self!r}: its constructor changes parameter(s) {changed}")
-        try:
-            new._metadata_request = clone(self._metadata_request)  # set_fit_request(...), as sklearn's clone
-        except AttributeError:
-            pass
         return new
 
     def __sklearn_is_fitted__(self) -> bool:

@@ -17,8 +17,8 @@ from .. import __version__
 from ..train.gan import (TRAINING_CODE_VERSION, GANConfig, ScoreModule, build_networks, image_error,
                          latent_error, resolve_config, train_gan)
 from .base import CONFIG_FILE, fingerprint  # noqa: F401 (fingerprint: re-exported)
-from .torch_base import TorchDetector
 from .registry import register
+from .torch_base import TorchDetector
 
 # Config fields that the data or the detector decide, not the user.
 _DERIVED = {"variant", "channels", "size", "seed", "device"}  # device: from the RunContext

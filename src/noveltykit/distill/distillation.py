@@ -24,8 +24,8 @@ from typing import Callable
 import torch
 
 from ..nets.dcgan import Discriminator, Generator, GeneratorOutput
-from ..train.gan_unit import GAN
 from ..train.gan import GANConfig, loop_config, subset, validation_loss
+from ..train.gan_unit import GAN
 from ..train.loop import train_loop
 
 

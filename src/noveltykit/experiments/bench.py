@@ -19,20 +19,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..analysis.metrics import all_metrics, auroc
+from ..analysis.plots import plot_cell, plot_step_trace, plot_training_curves
+from ..analysis.report import write_report
 from ..data import load_dataset
 from ..data.images import ImageDataset
 from ..data.protocols import PROTOCOLS, make_split
 from ..detectors import detector_class, make
 from ..detectors.context import RunContext
+from ..detectors.specs import MethodSpec
 from ..features.store import dataset_feature_store
 from ..fileio import BUSY, DONE, atomic_write_bytes, atomic_write_json, remove_tree_inside, run_once, safe_name
 from .cellstore import EXPERIMENT_FIELDS, CellStore, cell_id, cell_key, load_results  # noqa: F401 (API)
 from .executors import ExecutorConfig, run_each
-from ..detectors.specs import MethodSpec
-from ..analysis.metrics import all_metrics, auroc
-from ..analysis.plots import plot_cell, plot_step_trace, plot_training_curves
 from .provenance import git_commit, machine, package_versions
-from ..analysis.report import write_report
 from .tracking import summary_writer, write_cell_events
 
 @dataclass

@@ -28,16 +28,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..analysis.metrics import auroc
+from ..analysis.plots import pyplot
 from ..data.images import ImageDataset
 from ..data.protocols import dev_split
 from ..detectors import make
 from ..detectors.context import RunContext
+from ..detectors.specs import MethodSpec, _parse_value
 from ..fileio import atomic_write_bytes, atomic_write_json, run_once
 from . import provenance
 from .executors import EXECUTORS, RAY_INSTALL, ExecutorConfig, ray_session
-from ..detectors.specs import MethodSpec, _parse_value
-from ..analysis.metrics import auroc
-from ..analysis.plots import pyplot
 
 SPLIT_NOTE = "dev (normal validation vs other classes' training images; no test image read)"
 # What makes two sweeps the same experiment: an OUT written by another refuses to be reused.

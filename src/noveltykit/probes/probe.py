@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..analysis.plots import pyplot
 from ..data import load_dataset
 from ..data.images import to_float
 from ..data.protocols import make_split
 from ..detectors import load
 from ..fileio import atomic_write_bytes, atomic_write_json
 from .attacks import TARGETS, clip_to_range, deepfool, detector_decision, fgsm, perturbation_norms, robustness
-from ..analysis.plots import pyplot
 
 ATTACKS = ("fgsm", "deepfool")
 DEFAULT_EPS = 16 / 255  # 8 grey levels of 255 in the [-1, 1] scale
