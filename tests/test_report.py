@@ -1,4 +1,4 @@
-from noveltykit.analysis.report import metric_table, metric_value
+from noveltykit.analysis.report import PUBLISHED_TITLE, metric_table, metric_value, write_report
 
 
 def _rec(cls, seed, method, auroc):
@@ -34,13 +34,51 @@ def test_val_selected_auroc_is_read_at_the_lowest_validation_loss():
     assert "| 0 c0 | 0.8000 | - |" in table
 
 
+def _ours_and_published(table: str) -> tuple[list[str], list[str]]:
+    ours, published = table.split(f"\n\n{PUBLISHED_TITLE}\n\n")
+    return ours.splitlines(), published.splitlines()
+
+
 def test_fashion_mnist_paper_column_has_only_the_published_mean():
     results = [{**_rec(c, 0, "gan", 0.9), "dataset": "fashion-mnist"} for c in range(10)]
-    lines = metric_table(results).splitlines()
-    assert lines[0] == "| class | gan | paper P-KDGAN teacher |"
-    assert lines[2].endswith("| 0.9000 | - |") and lines[-1].endswith("| **0.9000** | 0.9311 |")
-    partial = metric_table(results[:3]).splitlines()
-    assert partial[-1].endswith("| - |")  # a mean over some classes has no published counterpart
+    ours, published = _ours_and_published(metric_table(results))
+    assert ours[0] == "| class | gan |" and ours[2] == "| 0 c0 | 0.9000 |" and ours[-1] == "| **MEAN** | **0.9000** |"
+    assert published[0] == "| class | P-KDGAN teacher |"
+    assert published[2] == "| 0 c0 | - |" and published[-1] == "| **MEAN** | 0.9311 |"
+    _, partial = _ours_and_published(metric_table(results[:3]))
+    assert partial[-1] == "| **MEAN** | - |"  # a mean over some classes has no published counterpart
+
+
+def test_the_runs_come_first_and_the_published_values_apart_below_with_the_same_rows():
+    results = [{**_rec(c, s, "knn", 0.6 + 0.01 * c), "dataset": "mnist"} for c in range(10) for s in (0, 1)]
+    results += [{**_rec(c, 0, "gan", 0.9), "dataset": "mnist"} for c in (2, 3)]
+    ours, published = _ours_and_published(metric_table(results))
+    assert ours[0] == "| class | knn | gan |" and not any("OCSVM" in line for line in ours)
+    assert [line.split(" | ")[0] for line in ours[-2:]] == ["| **MEAN**", "| **MEAN of classes 2, 3**"]
+    assert published[0] == "| class | OCSVM | KDE | VAE | DSVDD | OCGAN | P-KDGAN teacher |"
+    assert published[2] == "| 0 c0 | 0.988 | 0.885 | 0.997 | 0.980 | 0.998 | 0.996 |"
+    # the same MEAN rows as the runs': all ten classes, then the classes every method ran
+    assert published[-2] == "| **MEAN** | 0.9513 | 0.8143 | 0.9696 | 0.9480 | 0.9749 | 0.9780 |"
+    assert published[-1] == "| **MEAN of classes 2, 3** | 0.9260 | 0.7015 | 0.9475 | 0.9180 | 0.9525 | 0.9690 |"
+    assert len(published) == len(ours)  # header, rule, ten classes, two MEAN rows
+    for without in (metric_table(results, with_paper=False), metric_table(results, "auroc_val")):  # not AUROC
+        assert PUBLISHED_TITLE not in without and "OCSVM" not in without
+
+
+def test_table_md_puts_the_runs_first_and_the_published_values_apart(tmp_path):
+    results = [{**_rec(c, 0, "knn", 0.7), "dataset": "cifar10", "val_fraction": 0.1} for c in range(10)]
+    for r in results:
+        r.update(aupr=0.6, fpr95=0.5, test_fpr_at_threshold=0.05, test_tpr_at_threshold=0.5, params={},
+                 fit_seconds=1.0, score_seconds=1.0, n_test=10)
+    write_report(tmp_path, results)
+    table = (tmp_path / "table.md").read_text()
+    ours, published = table.split(PUBLISHED_TITLE)
+    assert "| class | knn |" in ours and "| **MEAN** | **0.7000** |" in ours and "OCSVM" not in ours
+    assert "| class | OCSVM | KDE | VAE | DSVDD | OCGAN | P-KDGAN teacher |" in published
+    assert "| **MEAN** | 0.5856 | 0.6097 | 0.5833 | 0.6481 | 0.6563 | 0.7376 |" in published
+    report = (tmp_path / "report.md").read_text()
+    auroc, rest = report.split("## AUPR")
+    assert PUBLISHED_TITLE in auroc and "| class | knn |" in auroc and PUBLISHED_TITLE not in rest
 
 
 def test_detectors_on_pretrained_features_are_labelled_in_the_header():

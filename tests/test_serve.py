@@ -133,10 +133,12 @@ def test_scores_as_noveltykit_score_does(model, tmp_path):
         for row, want in zip(rows, expected):  # the same numbers and texts as the CLI's rows
             assert (row["score"], row["is_novel"]) == (want.score, want.is_novel), row
             assert row["error"] == want.error.replace(str(tmp_path) + "/", ""), row
+            assert row["converted"] == want.converted, row  # a field added, none renamed
         by_name = {r["filename"]: r for r in rows}
         assert by_name["broken.png"]["error"] == "broken.png: not an image file Pillow can read"
         assert by_name["broken.png"]["score"] is None and by_name["broken.png"]["is_novel"] is None
         assert by_name["grey.png"]["error"] == "" and by_name["grey.png"]["score"] is not None  # converted
+        assert by_name["grey.png"]["converted"] == "grey->colour" and by_name["normal0.png"]["converted"] == ""
         assert all(by_name[f"novel{i}.png"]["is_novel"] for i in range(4))
         assert sum(by_name[f"normal{i}.png"]["is_novel"] for i in range(4)) <= 1
 

@@ -234,6 +234,26 @@ def test_another_config_into_the_same_out_is_refused(tmp_path, blobs, fits, kw):
     assert not fits
 
 
+def test_classes_all_is_every_class_recorded_as_that_list(tmp_path, blobs, fits):
+    """`all` is resolved once the data is read and recorded as the list it stands for: a rerun
+    with that list is the same sweep (nothing refitted), another list is refused."""
+    cfg = _cfg(tmp_path, classes="all")
+    assert cfg.classes == "all" and _cfg(tmp_path / "b", classes=["all"]).classes == "all"
+    result = run_sweep(cfg, blobs, progress=False)
+    assert cfg.classes == "all", "the caller's config is left as it was"
+    assert result["config"]["classes"] == [0, 1, 2] and list(result["data"]["classes"]) == ["0", "1", "2"]
+    assert json.loads((tmp_path / "config.json").read_text())["config"]["classes"] == [0, 1, 2]
+    assert len(fits) == 2 * 3
+    fits.clear()
+    assert _figures(run_sweep(_cfg(tmp_path, classes=[0, 1, 2]), blobs, progress=False)) == _figures(result)
+    assert _figures(run_sweep(_cfg(tmp_path, classes="all"), blobs, progress=False)) == _figures(result)
+    assert not fits
+    with pytest.raises(ValueError, match="differs in classes"):
+        run_sweep(_cfg(tmp_path, classes=[0, 1]), blobs, progress=False)
+    with pytest.raises(ValueError, match="'all' or a list of class indices"):
+        _cfg(tmp_path / "c", classes="some")
+
+
 def test_a_killed_sweep_still_holds_its_out(tmp_path, blobs, monkeypatch):
     """config.json is written before the first trial, so a sweep killed before sweep.json still
     refuses another config."""

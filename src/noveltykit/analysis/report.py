@@ -1,4 +1,5 @@
-"""results.json -> table.md (the paper's Table IV layout) and report.md (tables, plots, provenance)."""
+"""results.json -> table.md (classes by methods, as the paper's Table IV; the published values apart,
+below) and report.md (tables, plots, provenance)."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -15,6 +16,9 @@ METRICS = {"auroc": "AUROC", "aupr": "AUPR (novel positive)", "fpr95": "FPR at 9
 # Derived from a trained detector's history (bench --curves): the test AUROC of the epoch with the
 # lowest normal-validation loss, i.e. what `select=val` reports. The choice sees no test label.
 VAL_SELECTED = "auroc_val"
+# Above the published values' table: they are not this project's runs.
+PUBLISHED_TITLE = ("**Published (not rerun here)**: the P-KDGAN paper's Table IV, as printed (original images, "
+                   "their own runs; Fashion-MNIST: Table V's teacher mean, no per-class values), for the rows above.")
 
 
 def metric_value(record: dict, metric: str) -> float | None:
@@ -35,35 +39,56 @@ def _fmt(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
 
 
+def _class_label(cls: int, name: str) -> str:
+    return f"{cls} {name}" if name != str(cls) else str(cls)
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def metric_table(results: list[dict], metric: str = "auroc", with_paper: bool = True) -> str:
-    """Classes as rows, methods as columns, MEAN last. A cell is mean ± std over seeds; the MEAN
-    row's ± is the std over seeds of the per-seed mean over classes."""
+    """This project's runs: classes as rows, methods as columns, MEAN last. A cell is mean ± std
+    over seeds; the MEAN row's ± is the std over seeds of the per-seed mean over classes. With
+    `with_paper` (AUROC only) the published values for the same rows follow in a table of their own
+    below, under PUBLISHED_TITLE: never columns beside the runs, which they are not."""
     methods = list(dict.fromkeys(r["method"] for r in results))
     classes = sorted({(r["class"], r["class_name"]) for r in results})
     by_cell: dict[tuple, dict[int, float]] = defaultdict(dict)
     for r in results:
         if (value := metric_value(r, metric)) is not None:
             by_cell[(r["class"], r["method"])][r["seed"]] = value
-    paper = paper_columns(results[0]["dataset"], results[0]["protocol"]) if with_paper and metric == "auroc" else {}
     # Detectors on ImageNet features are not one-class learners from scratch: say so in the header.
     pretrained = {r["method"] for r in results if "feature_seconds" in r}
-    header = (["class"] + [f"{m} (ImageNet-pretrained)" if m in pretrained else m for m in methods]
-              + [f"paper {k}" for k in paper])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    header = ["class"] + [f"{m} (ImageNet-pretrained)" if m in pretrained else m for m in methods]
+    lines = [_row(header), "|" + "---|" * len(header)]
     for cls, name in classes:
-        row = [f"{cls} {name}" if name != str(cls) else str(cls)]
-        row += [_fmt(list(by_cell[(cls, m)].values())) for m in methods]
-        row += [f"{paper[k][cls]:.3f}" if paper[k][cls] is not None else "-" for k in paper]
-        lines.append("| " + " | ".join(row) + " |")
-    lines.append(_mean_row("**MEAN**", classes, methods, by_cell, paper))
+        lines.append(_row([_class_label(cls, name)] + [_fmt(list(by_cell[(cls, m)].values())) for m in methods]))
+    means = [("**MEAN**", classes)]
     common = [(c, n) for c, n in classes if all(by_cell[(c, m)] for m in methods)]
     if common and len(common) < len(classes):  # some method ran on fewer classes: compare like with like
-        label = f"**MEAN of classes {', '.join(str(c) for c, _ in common)}**"
-        lines.append(_mean_row(label, common, methods, by_cell, paper))
+        means.append((f"**MEAN of classes {', '.join(str(c) for c, _ in common)}**", common))
+    lines += [_mean_row(label, rows, methods, by_cell) for label, rows in means]
+    paper = paper_columns(results[0]["dataset"], results[0]["protocol"]) if with_paper and metric == "auroc" else {}
+    if paper:
+        lines += ["", published_table(paper, classes, means)]
     return "\n".join(lines)
 
 
-def _mean_row(label: str, classes, methods, by_cell, paper) -> str:
+def published_table(paper: dict[str, list], classes: list[tuple[int, str]], means: list[tuple[str, list]]) -> str:
+    """The published values (`paper_values.paper_columns`) for the rows of a table of runs: its
+    classes, then its MEAN rows (`means`: label and the classes each averages), under PUBLISHED_TITLE."""
+    header = ["class", *paper]
+    lines = [PUBLISHED_TITLE, "", _row(header), "|" + "---|" * len(header)]
+    for cls, name in classes:
+        lines.append(_row([_class_label(cls, name)]
+                          + [f"{paper[k][cls]:.3f}" if paper[k][cls] is not None else "-" for k in paper]))
+    for label, rows in means:
+        lines.append(_row([label] + [_paper_mean(paper[k], [c for c, _ in rows]) for k in paper]))
+    return "\n".join(lines)
+
+
+def _mean_row(label: str, classes, methods, by_cell) -> str:
     row = [label]
     for m in methods:
         seeds = sorted({s for c, _ in classes for s in by_cell[(c, m)]})
@@ -71,8 +96,7 @@ def _mean_row(label: str, classes, methods, by_cell, paper) -> str:
         per_seed = [np.mean([by_cell[(c, m)][s] for c, _ in classes]) for s in seeds
                     if all(s in by_cell[(c, m)] for c, _ in classes)]
         row.append(f"**{_fmt(per_seed)}**" if per_seed else "-")
-    row += [_paper_mean(paper[k], [c for c, _ in classes]) for k in paper]
-    return "| " + " | ".join(row) + " |"
+    return _row(row)
 
 
 def _paper_mean(values: list, classes: list[int]) -> str:
@@ -131,18 +155,12 @@ def write_report(out: str | Path, results: list[dict]) -> Path:
     out = Path(out)
     if not results:
         return out
-    table = metric_table(results, "auroc")
-    paper_note = ""
-    if paper_columns(results[0]["dataset"], results[0]["protocol"]):
-        paper_note = ("\n\n`paper …` columns: P-KDGAN Table IV as published (original images, "
-                      "their own runs; Fashion-MNIST: Table V's teacher mean, no per-class values), "
-                      "not rerun here.")
+    table = metric_table(results, "auroc")  # this project's runs, the published values apart below
     commands = sorted({r.get("command", "") for r in results} - {""})
     command_text = "\n".join(f"    {c}" for c in commands) or "    (Python API)"
-    atomic_write_bytes(out / "table.md", (f"# One-class AUROC\n\n{_describe(results)}\n\n{table}"
-                                          f"{paper_note}\n").encode())
+    atomic_write_bytes(out / "table.md", f"# One-class AUROC\n\n{_describe(results)}\n\n{table}\n".encode())
     parts = [f"# Benchmark report\n\n{_describe(results)}\n\nMade by:\n\n{command_text}\n",
-             f"## AUROC\n\n{table}{paper_note}\n"]
+             f"## AUROC\n\n{table}\n"]
     for metric in ("aupr", "fpr95"):
         parts.append(f"## {METRICS[metric]}\n\n{metric_table(results, metric, with_paper=False)}\n")
     parts.append(f"## Thresholds from the validation split, seen on test\n\n{threshold_table(results)}\n")

@@ -2,8 +2,10 @@
 
 Each file is read with the model's own preprocessing (its size, its channels: a grey image for a
 colour model is repeated, a colour one for a grey model is turned to luminance). One row a file:
-path, score, threshold, is_novel and error. A file that cannot be read is a row with its error and
-no score; the run goes on. Rows come in the order the files were given (folders recursively,
+path, score, threshold, is_novel, error and converted (how the channels were changed:
+"grey->colour", "colour->grey", or empty). A file that cannot be read is a row with its error and
+no score; the run goes on. A path that does not exist is such a row too; `missing_paths` names
+those of the paths given, for the CLI's exit status. Rows come in the order the files were given (folders recursively,
 sorted).
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ..data.folder import list_images
 from ..detectors import Detector, load
 from ..detectors.memory import NoveltyMemory
 from ..fileio import atomic_write_bytes
-from .score_rows import COLUMNS, ScoreRow, read_for
+from .score_rows import COLUMNS, ScoreRow, read_converted
 
 BATCH = 256
 
@@ -36,11 +38,18 @@ def expand(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def score_files(detector: Detector, files: list[Path], threshold: float | None = None, progress: bool = True,
+def missing_paths(paths: list[str | Path]) -> list[Path]:
+    """The paths given that do not exist (each is scored as a row with its error)."""
+    return [p for p in map(Path, paths) if not p.exists()]
+
+
+def score_files(detector: Detector, files: list[Path], threshold: float | str | None = None, progress: bool = True,
                 batch: int = BATCH, memory: str | Path | NoveltyMemory | None = None) -> list[ScoreRow]:
     """`memory`: a novelty memory's folder (or an open one): scores count its confirmed novelties."""
-    t = float(detector.threshold_ if threshold is None else threshold)
+    t = float(detector.threshold_ if threshold is None else detector.threshold_for(threshold))
     if memory is not None and not isinstance(memory, NoveltyMemory):
+        if Path(memory).is_file():
+            raise ValueError(f"{memory}: is a file, expected a novelty memory folder (serve --memory makes one)")
         if not Path(memory).is_dir():  # scoring reads a bank; only `serve` starts new ones
             raise ValueError(f"{memory}: no novelty memory there (confirm novelties through `serve --memory`)")
         memory = NoveltyMemory.open(detector, memory)
@@ -58,7 +67,8 @@ def score_files(detector: Detector, files: list[Path], threshold: float | None =
     for path in tqdm(files, desc="scoring", unit="img", disable=not progress):
         rows.append(ScoreRow(str(path), None, t, None))
         try:
-            pending.append((len(rows) - 1, read_for(detector, path)))
+            chw, rows[-1].converted = read_converted(detector, path)
+            pending.append((len(rows) - 1, chw))
         except ValueError as exc:
             rows[-1].error = str(exc)
         if len(pending) >= batch:
@@ -88,7 +98,7 @@ def write_rows(rows: list[ScoreRow], out: str | Path) -> None:
 
 
 def score_paths(model: str | Path, paths: list[str | Path], *, out: str | Path | None = None,
-                threshold: float | None = None, report: str | Path | None = None, progress: bool = True,
+                threshold: float | str | None = None, report: str | Path | None = None, progress: bool = True,
                 memory: str | Path | None = None) -> list[ScoreRow]:
     if out is not None and Path(out).suffix not in (".csv", ".jsonl"):
         raise ValueError(f"{out}: --out must end in .csv or .jsonl")  # before any work

@@ -9,7 +9,7 @@ there (ModelFileError), so the server never starts with a broken one. Endpoints:
                              preprocessing, training facts, versions, limits, memory
     POST /v1/score           multipart form field `files` (repeated), optional `threshold` (form or
                              query); one entry a file, in upload order: filename, score, threshold,
-                             is_novel, error
+                             is_novel, error, converted (as `score`'s column)
     POST /v1/memory/confirm  (only with a memory folder) `files` as confirmed novelties; returns the
                              bank size
 
@@ -157,8 +157,8 @@ def create_app(model_dir: str | Path, *, memory_dir: str | Path | None = None,
             parts.append(f"{where}: {e.get('msg', 'invalid')}")
         return JSONResponse({"detail": "; ".join(parts)}, status_code=422)
 
-    def read_uploads(files: list[UploadFile] | None) -> list[tuple[str, np.ndarray | None, str]]:
-        """(filename, uint8 (C, size, size) or None, error) a file, in upload order."""
+    def read_uploads(files: list[UploadFile] | None) -> list[tuple[str, np.ndarray | None, str, str]]:
+        """(filename, uint8 (C, size, size) or None, error, channel conversion) a file, in upload order."""
         if not files:
             raise HTTPException(422, "no images: upload one or more as the multipart form field 'files'")
         if len(files) > max_images:
@@ -168,9 +168,10 @@ def create_app(model_dir: str | Path, *, memory_dir: str | Path | None = None,
         for i, f in enumerate(files):
             name = f.filename or f"upload {i + 1}"
             try:
-                out.append((name, spec.conform(load_image_bytes(f.file.read(), spec.size, max_pixels, name)), ""))
+                chw = load_image_bytes(f.file.read(), spec.size, max_pixels, name)
+                out.append((name, spec.conform(chw), "", spec.conversion(chw)))
             except ValueError as exc:  # the same texts as `noveltykit score`
-                out.append((name, None, str(exc)))
+                out.append((name, None, str(exc), ""))
         return out
 
     def threshold_of(form_value: float | None, query_value: float | None) -> float:
@@ -197,7 +198,7 @@ def create_app(model_dir: str | Path, *, memory_dir: str | Path | None = None,
     def score(files: Uploads = None, threshold: FormThreshold = None, threshold_query: QueryThreshold = None):
         t = threshold_of(threshold, threshold_query)
         entries = read_uploads(files)
-        good = [i for i, (_, x, _) in enumerate(entries) if x is not None]
+        good = [i for i, (_, x, _, _) in enumerate(entries) if x is not None]
         scores: dict[int, float] = {}
         if good:
             batch = np.stack([entries[i][1] for i in good])
@@ -205,22 +206,23 @@ def create_app(model_dir: str | Path, *, memory_dir: str | Path | None = None,
                 values = memory.score(batch) if memory is not None else detector.decision_function(batch)
             scores = {i: float(s) for i, s in zip(good, np.asarray(values, np.float64))}
         results = []
-        for i, (name, _, error) in enumerate(entries):
+        for i, (name, _, error, converted) in enumerate(entries):
             s = scores.get(i)
             results.append({"filename": name, "score": s if s is None or math.isfinite(s) else None,
-                            "threshold": t, "is_novel": None if s is None else bool(s > t), "error": error})
+                            "threshold": t, "is_novel": None if s is None else bool(s > t), "error": error,
+                            "converted": converted})
         return {"detector": detector.name, "threshold": t, "memory": memory is not None, "results": results}
 
     if memory is not None:
         @app.post("/v1/memory/confirm")
         def confirm(files: Uploads = None):
             entries = read_uploads(files)
-            bad = [e for _, x, e in entries if x is None]
+            bad = [e for _, x, e, _ in entries if x is None]
             if bad:  # all or nothing: a bank is not left holding part of what was meant
                 raise HTTPException(422, "nothing confirmed; unreadable: " + "; ".join(bad))
             with lock:
-                size = memory.confirm(np.stack([x for _, x, _ in entries]))
-            return {"confirmed": len(entries), "bank_size": int(size), "files": [n for n, _, _ in entries]}
+                size = memory.confirm(np.stack([x for _, x, _, _ in entries]))
+            return {"confirmed": len(entries), "bank_size": int(size), "files": [n for n, _, _, _ in entries]}
 
     @app.get("/", response_class=HTMLResponse)
     def page():

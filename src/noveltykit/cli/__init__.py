@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from . import (cmd_bench, cmd_data, cmd_detectors, cmd_distill, cmd_export, cmd_fit, cmd_linear_gan, cmd_probe,
                cmd_profile, cmd_report, cmd_score, cmd_serve, cmd_sweep)
+from .help_text import HelpFormatter
 
 # Exit statuses (documented in the README and `noveltykit --help`): a script can tell them apart.
 EXIT_OK, EXIT_CELLS_FAILED, EXIT_USAGE, EXIT_DATA, EXIT_DIVERGED, EXIT_MODEL, EXIT_PACKAGE = range(7)
@@ -15,14 +17,16 @@ EXIT_HELP = """exit status:
   0  done
   1  bench/distill: cells failed in different ways (each error is listed; the other cells are
      saved); when every failed cell failed the same known way, that way's status below
-  2  bad arguments or input (a parameter, a path, an image)
+  2  bad arguments or input (a parameter, a path, an image); score: also a path that does
+     not exist, after the rows of the other files are written
   3  a dataset could not be found or fetched
   4  training diverged (NaN or inf loss; the message names the last good checkpoint)
   5  a saved model or exported file that cannot be loaded
   6  an optional package or the pretrained weights are not installed
 --debug shows the traceback of any of these."""
 
-# The subcommands, in the order `noveltykit --help` lists them (export also adds set-threshold).
+# The subcommands, in the order `noveltykit --help` lists them (export also adds set-threshold). Each
+# gives its parser a description and an `example:` epilog; build_parser gives every one HelpFormatter.
 COMMANDS = (cmd_data, cmd_bench, cmd_sweep, cmd_report, cmd_profile, cmd_distill, cmd_export, cmd_probe,
             cmd_linear_gan, cmd_fit, cmd_score, cmd_serve, cmd_detectors)
 
@@ -34,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
+    for command_parser in sub.choices.values():  # every command's --help: its defaults, its examples' lines
+        command_parser.formatter_class = HelpFormatter
     return parser
 
 
@@ -57,12 +63,19 @@ def _exit_status(exc: BaseException) -> int | None:
     return None
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    print(f"noveltykit: warning{kind}: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
     argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
     args.argv, args.debug = argv, debug  # argv is recorded with results, so each says how it was made
+    if not debug:  # a warning reads as a message, not as the library line that raised it
+        warnings.showwarning = _show_warning
     try:
         return args.func(args)
     except Exception as exc:

@@ -4,15 +4,29 @@ from __future__ import annotations
 import shlex
 
 from .arg_types import csv_list, int_list
+from .help_text import DATASET_HELP
 
 
 def add_parser(sub) -> None:
-    bench = sub.add_parser("bench", help="run a one-class benchmark and write results, tables and plots")
-    bench.add_argument("--dataset", required=True)
+    bench = sub.add_parser(
+        "bench", help="run a one-class benchmark and write results, tables and plots",
+        description="Fit each --method on one normal class at a time (one-vs-rest: that class is normal, the "
+                    "others novel; leave-one-out: that class is novel, the others normal) for each seed, score "
+                    "the test images and write OUT/results.json, OUT/table.md (AUROC per class, the published "
+                    "values apart below it), OUT/report.md and a plot per cell. Thresholds come from a "
+                    "normal-only validation split; test labels are read for the metrics only. Each cell is "
+                    "saved when done, so rerunning the same command resumes.",
+        epilog="example:\n"
+               "  noveltykit bench --dataset mnist --method knn pca --classes all --seeds 0,1,2 --out runs/x\n"
+               "  noveltykit bench --dataset cifar10 --method knn:k=10 ede-gan --classes 0,3 --device cuda "
+               "--out runs/y\n"
+               "  noveltykit detectors      # the method names and their parameters")
+    bench.add_argument("--dataset", required=True, metavar="NAME", help=DATASET_HELP)
     bench.add_argument("--method", action="extend", nargs="+", required=True,
                        help="detector name, optionally with parameters: knn:k=10,aggregate=sum")
     bench.add_argument("--protocol", default="one-vs-rest", choices=["one-vs-rest", "leave-one-out"])
-    bench.add_argument("--classes", default="all", help="'all' or comma-separated indices/names")
+    bench.add_argument("--classes", default="all",
+                       help="'all' (every class the protocol can train for) or comma-separated indices/names")
     bench.add_argument("--seeds", type=int_list, default=[0], help="comma-separated, e.g. 0,1,2")
     bench.add_argument("--image-size", type=int, default=32,
                        help="load images at this side (default 32, the papers'); e.g. 128 for a folder of "
@@ -20,8 +34,8 @@ def add_parser(sub) -> None:
     bench.add_argument("--val-fraction", type=float, default=0.1,
                        help="normal-only validation split carved from training images")
     bench.add_argument("--out", required=True, help="output folder; rerunning resumes")
-    bench.add_argument("--data-dir")
-    bench.add_argument("--no-plots", action="store_true")
+    bench.add_argument("--data-dir", help="a folder holding the dataset's files (else NOVELTYKIT_DATA, else the cache)")
+    bench.add_argument("--no-plots", action="store_true", help="write no plot (results and tables only)")
     bench.add_argument("--save-models", action="store_true",
                        help="save each cell's fitted detector under OUT/models/ (e.g. teachers to distil)")
     bench.add_argument("--curves", action="store_true",

@@ -3,14 +3,30 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    exp = sub.add_parser("export", help="export a saved generator-based detector to ONNX")
+    exp = sub.add_parser("export", help="export a saved generator-based detector to ONNX",
+                         description="Write a saved GAN detector's scoring graph (ede-gan, ed-gan, edhat-gan, "
+                                     "kdgan) to one ONNX file, its threshold and input layout as metadata: "
+                                     "onnxruntime then scores images without noveltykit or torch. Needs the "
+                                     "export extra: pip install 'noveltykit[export]'.",
+                         epilog="example:\n  noveltykit distill --dataset mnist --class 3 --out runs/s\n"
+                                "  noveltykit export runs/s/models/*/class3_seed0 --out student.onnx")
     exp.add_argument("model", help="a saved detector folder (config.json + weights.safetensors)")
     exp.add_argument("--out", required=True, help="the .onnx file to write")
     exp.set_defaults(func=run_export)
 
-    thr = sub.add_parser("set-threshold", help="change the threshold stored in an exported ONNX file")
-    thr.add_argument("onnx")
-    thr.add_argument("threshold", type=float)
+    thr = sub.add_parser("set-threshold", help="change the threshold stored in an exported ONNX file",
+                         description="Replace the threshold a saved model folder or an exported ONNX file "
+                                     "decides with (score > threshold: novel); the scores themselves do not "
+                                     "change. A model folder takes a score or a quantile of its normal "
+                                     "validation scores (qQ); an ONNX file holds no validation scores and takes "
+                                     "a score. Prints the threshold before and after.",
+                         epilog="example:\n  noveltykit set-threshold models/knn q0.99   # about 1% of normal "
+                                "images flagged\n"
+                                "  noveltykit set-threshold student.onnx 15")
+    thr.add_argument("onnx", metavar="MODEL", help="a saved model folder (fit, bench --save-models) or an "
+                                                   "exported .onnx file")
+    thr.add_argument("threshold", help="a score (e.g. 15), or for a model folder a quantile of its normal "
+                                       "validation scores (e.g. q0.99: about 1%% of normal images flagged)")
     thr.set_defaults(func=run_set_threshold)
 
 
@@ -24,8 +40,7 @@ def run_export(args) -> int:
 
 
 def run_set_threshold(args) -> int:
-    from ..apply.export import read_metadata, set_threshold
-    before = read_metadata(args.onnx).get("threshold")
-    set_threshold(args.onnx, args.threshold)
-    print(f"{args.onnx}: threshold {before} -> {read_metadata(args.onnx)['threshold']}")
+    from ..apply.threshold import set_threshold_of
+    before, after = set_threshold_of(args.onnx, args.threshold)
+    print(f"{args.onnx}: threshold {before} -> {after}")
     return 0

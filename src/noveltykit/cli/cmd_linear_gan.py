@@ -12,17 +12,19 @@ def add_parser(sub) -> None:
                          description="Train G(z) = Bz against D(y) = sigmoid(Ay) with hand-derived gradients "
                                      "on zero-mean Gaussian data; write the run (linear-gan.json) and its curves "
                                      "(linear-gan.png): D on data and generated points, the fixed-point "
-                                     "residuals, the angles to the principal components.")
+                                     "residuals, the angles to the principal components.",
+                         epilog="example:\n  noveltykit linear-gan --out runs/linear-gan\n"
+                                "  noveltykit linear-gan --k 5 --steps 4000 --out runs/linear-gan-k5   # 5 D steps per G step")
     lin.add_argument("--m", type=int, default=8, help="data dimensions")
     lin.add_argument("--c", type=int, default=2, help="noise dimensions (<= m)")
     lin.add_argument("--n", type=int, default=2000, help="data points")
     lin.add_argument("--eigenvalues", default="4,2,1,0.8,0.6,0.5", help="the data's covariance eigenvalues "
                                                                        "(the last repeats up to m)")
-    lin.add_argument("--steps", type=int, default=1000)
-    lin.add_argument("--lr-d", type=float, default=0.5)
-    lin.add_argument("--lr-g", type=float, default=0.5)
+    lin.add_argument("--steps", type=int, default=1000, help="generator steps")
+    lin.add_argument("--lr-d", type=float, default=0.5, help="the discriminator's learning rate")
+    lin.add_argument("--lr-g", type=float, default=0.5, help="the generator's learning rate")
     lin.add_argument("--k", type=int, default=1, help="discriminator steps per generator step")
-    lin.add_argument("--seed", type=int, default=0)
+    lin.add_argument("--seed", type=int, default=0, help="draws the data and the initialisation")
     lin.add_argument("--out", required=True, help="folder for linear-gan.json and linear-gan.png")
     lin.set_defaults(func=run)
 

@@ -1,6 +1,8 @@
 """noveltykit probe: an adversarial probe of a saved detector (probes.probe.run_probe)."""
 from __future__ import annotations
 
+from .help_text import DATASET_HELP
+
 
 def add_parser(sub) -> None:
     probe = sub.add_parser(
@@ -11,12 +13,15 @@ def add_parser(sub) -> None:
                     "novel, novel ones to look normal). deepfool: repeated steps to the nearest boundary of "
                     "the linearised decision until it flips, so its L2 norm estimates the smallest change "
                     "that flips it (rho_adv is their mean over the flipped images). Perturbed images are "
-                    "clipped to the valid range; norms are in the images' [-1, 1] scale.")
+                    "clipped to the valid range; norms are in the images' [-1, 1] scale.",
+        epilog="example:\n  noveltykit bench --dataset mnist --method ae --classes 3 --save-models --out runs/ae\n"
+               "  noveltykit probe --model runs/ae/models/*/class3_seed0 --attack deepfool --dataset mnist "
+               "--class 3 --out runs/probe")
     probe.add_argument("--model", required=True, help="a saved detector folder (bench --save-models)")
     probe.add_argument("--attack", required=True, choices=["fgsm", "deepfool"],
                        help="fgsm: one signed-gradient step of size --eps; deepfool: iterate to the nearest "
                             "boundary (an estimate of the smallest L2 change that flips)")
-    probe.add_argument("--dataset", required=True)
+    probe.add_argument("--dataset", required=True, metavar="NAME", help=DATASET_HELP)
     probe.add_argument("--class", dest="cls", required=True, help="the cell's class (index or name)")
     probe.add_argument("--out", required=True, help="folder for probe.json, probe.md and probe.png")
     probe.add_argument("--eps", type=float, help="fgsm: max-norm of the step, [-1, 1] scale (default 16/255, "
@@ -29,7 +34,7 @@ def add_parser(sub) -> None:
     probe.add_argument("--max-iter", type=int, default=50, help="deepfool: give up on an image after this many steps")
     probe.add_argument("--seed", type=int, default=0, help="the split's seed and the choice of images")
     probe.add_argument("--protocol", default="one-vs-rest", choices=["one-vs-rest", "leave-one-out"])
-    probe.add_argument("--data-dir")
+    probe.add_argument("--data-dir", help="a folder holding the dataset's files (else NOVELTYKIT_DATA, else the cache)")
     probe.set_defaults(func=run)
 
 

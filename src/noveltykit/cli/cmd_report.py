@@ -6,7 +6,15 @@ from .arg_types import int_list
 
 def add_parser(sub) -> None:
     rep = sub.add_parser("report", help="print the table of one or more bench folders (one folder: "
-                                        "also rebuild its table.md and report.md)")
+                                        "also rebuild its table.md and report.md)",
+                         description="Print one metric per class (rows) and method (columns), mean ± std over "
+                                     "seeds, with MEAN rows; below it, apart, the published values for the "
+                                     "dataset (P-KDGAN Table IV, not rerun here) unless --no-paper. Several "
+                                     "folders of one dataset and protocol are merged into one table. Reads "
+                                     "results.json only: nothing is refitted.",
+                         epilog="example:\n  noveltykit report runs/x\n"
+                                "  noveltykit report runs/x runs/y --seeds 0 --methods knn ede-gan --no-paper\n"
+                                "  noveltykit report runs/x --metric auroc_val --times")
     rep.add_argument("run", nargs="+", help="folders written by `noveltykit bench` (same dataset and protocol)")
     rep.add_argument("--seeds", type=int_list, help="only these seeds, e.g. 0")
     rep.add_argument("--classes", type=int_list, help="only these class indices, e.g. 2,3,8")

@@ -15,9 +15,11 @@ def add_parser(sub) -> None:
                            epilog="example:\n  noveltykit score models/knn new/ extra.png --out scores.csv "
                                   "--report report/")
     score.add_argument("model", help="a saved model folder (fit, or bench --save-models)")
-    score.add_argument("paths", nargs="+", help="image files and folders")
+    score.add_argument("paths", nargs="+", help="image files and folders (one that does not exist is a row with "
+                                                "its error, and the exit status is then 2)")
     score.add_argument("--out", help="write the rows here: FILE.csv or FILE.jsonl")
-    score.add_argument("--threshold", type=float, help="use this threshold instead of the model's")
+    score.add_argument("--threshold", help="use this threshold instead of the model's: a score (e.g. 15) or a "
+                                           "quantile of its normal validation scores (e.g. q0.99)")
     score.add_argument("--report", help="folder for an HTML page: score histogram, most novel and most normal images")
     score.add_argument("--memory", metavar="DIR",
                        help="a novelty memory folder (serve --memory): score with its confirmed novelties")
@@ -26,7 +28,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..apply.score import rows_as_csv, score_paths
+    from ..apply.score import missing_paths, rows_as_csv, score_paths
     rows = score_paths(args.model, args.paths, out=args.out, threshold=args.threshold, report=args.report,
                        progress=not args.quiet, memory=args.memory)
     scored = [r for r in rows if r.score is not None]
@@ -35,4 +37,9 @@ def run(args) -> int:
     where = "".join(f"; wrote {p}" for p in (args.out, args.report and f"{args.report}/index.html") if p)
     print(f"{len(scored)} scored, {sum(r.is_novel for r in scored)} novel, {len(rows) - len(scored)} unreadable"
           f"{where}", file=sys.stderr)
+    if missing := missing_paths(args.paths):  # a typo must not pass unnoticed in a script
+        from . import EXIT_USAGE
+        print(f"noveltykit: error: no such file or folder: {', '.join(map(str, missing))} (the rows of the "
+              "other files are written)", file=sys.stderr)
+        return EXIT_USAGE
     return 0

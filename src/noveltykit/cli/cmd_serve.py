@@ -1,13 +1,10 @@
 """noveltykit serve: score uploaded images over HTTP (apply.serve.serve)."""
 from __future__ import annotations
 
-import argparse
-
 
 def add_parser(sub) -> None:
     from ..apply.limits import DEFAULT_MAX_IMAGES, DEFAULT_MAX_REQUEST_BYTES
     srv = sub.add_parser("serve", help="score uploaded images over HTTP with a saved model (needs the serve extra)",
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
                          description="Load the model once and serve: GET / (a page to upload images and see "
                                      "their scores), GET /healthz, GET /v1/model (the model card), POST /v1/score "
                                      "(multipart field `files`, repeated; optional `threshold`): one entry per "
@@ -19,7 +16,7 @@ def add_parser(sub) -> None:
                                 "  curl -F files=@new/a.png -F files=@new/b.png http://127.0.0.1:8000/v1/score")
     srv.add_argument("model", help="a saved model folder (fit, or bench --save-models)")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--port", type=int, default=8000, help="port to listen on")
     srv.add_argument("--memory", metavar="DIR", help="a novelty memory folder (made if new), kept across restarts")
     srv.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
                      help=f"larger request bodies get 413 (default {DEFAULT_MAX_REQUEST_BYTES:,})")

@@ -6,6 +6,11 @@ subfolder of train/ and there are two or more, those subfolders are the normal c
 (`train_groups`, named in `info["train_classes"]`), for detectors that learn them (`certainty`). Files and folders whose names start with a
 dot are ignored; any other file must be a readable image or loading stops with its name.
 
+A folder of training images alone (`load_training_folder`, what `fit` reads) is more tolerant: a
+file whose extension is not an image's (`IMAGE_EXTENSIONS`: a readme.txt, a .csv beside the
+images) is skipped and listed, and an image file that cannot be read stops loading with its name,
+or, with `skip_unreadable`, is skipped and listed too.
+
 Conversions (decided here, once, for every image):
 - grey (L, 1-bit) -> 1 channel; colour -> 3 channels. If any image is colour the whole dataset is
   RGB and grey images are repeated to 3 channels.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -30,6 +36,11 @@ from tqdm.auto import tqdm
 from .images import ImageDataset
 from .preprocess import resize_uint8
 
+# The extensions of training images (lower case): the raster formats Pillow reads itself
+IMAGE_EXTENSIONS = frozenset((".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".tif",
+                              ".tiff", ".webp", ".avif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2",
+                              ".j2k", ".psd", ".pcx", ".qoi"))
+NOT_AN_IMAGE = "not an image file by its extension"
 DEFAULT_MAX_PIXELS = 40_000_000  # refuse larger images: decoding them costs GBs and is almost surely a mistake
 LAYOUT = """expected layout:
   PATH/train/...        normal training images (subfolders allowed)
@@ -133,20 +144,66 @@ def stack_images(images: list[np.ndarray], channels: int) -> np.ndarray:
     return np.stack([np.repeat(a, channels // a.shape[0], axis=0) for a in images])
 
 
+def is_image_name(path: Path) -> bool:
+    """Whether the file's extension is an image's (IMAGE_EXTENSIONS, any case)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+class Skipped(NamedTuple):
+    """A file of a training folder left out, and why (the reason without the file's name)."""
+    path: Path
+    reason: str
+
+
+class TrainingFolder(NamedTuple):
+    """A folder of normal training images, loaded: uint8 (N, C, S, S) images, their paths, class
+    names and labels (or None), and the files skipped, in file order."""
+    x: np.ndarray
+    paths: list[Path]
+    classes: list[str]
+    labels: np.ndarray | None
+    skipped: list[Skipped]
+
+
 def load_training_folder(folder: str | Path, *, size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,
-                         progress: bool = False) -> tuple[np.ndarray, list[Path], list[str], np.ndarray | None]:
-    """Every image under `folder` (subfolders allowed) as normal training images: (uint8 images,
-    their paths, class names, class labels or None). The classes are the direct subfolders, when
-    every image is in one and there are two or more (as `train/` of a folder dataset)."""
+                         progress: bool = False, skip_unreadable: bool = False) -> TrainingFolder:
+    """Every image under `folder` (subfolders allowed) as normal training images. The classes are
+    the direct subfolders, when every image is in one and there are two or more (as `train/` of a
+    folder dataset). A file whose extension is not an image's is skipped; an image file that cannot
+    be read stops loading with its name, or is skipped with `skip_unreadable`. Every skipped file
+    is in `skipped`."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise ValueError(f"{folder}: no such folder of training images")
-    paths = list_images(folder)
+        what = "is a file, expected" if folder.is_file() else "no such"
+        raise ValueError(f"{folder}: {what} folder of training images")
+    files = list_images(folder)
+    skipped = [Skipped(p, NOT_AN_IMAGE) for p in files if not is_image_name(p)]
+    paths, images = [], []
+    for p in tqdm([p for p in files if is_image_name(p)], desc=f"loading {folder.name}", unit="img",
+                  disable=not progress):
+        try:
+            images.append(load_image(p, size, max_pixels))
+        except ValueError as exc:
+            if not skip_unreadable:
+                raise ValueError(f"{exc} (to leave unreadable images out: fit --skip-unreadable, or "
+                                 "skip_unreadable=True)") from exc
+            skipped.append(Skipped(p, str(exc).removeprefix(f"{p}: ")))
+        else:
+            paths.append(p)
+    skipped.sort(key=lambda s: s.path)
     if not paths:
-        raise ValueError(f"{folder}: no images in it (files and folders starting with a dot are skipped)")
-    images = load_images(paths, size, max_pixels, progress, f"loading {folder.name}")
+        others = f"; {len(skipped)} file(s) skipped: {describe_skipped(skipped, folder, 10)}" if skipped else ""
+        raise ValueError(f"{folder}: no images in it (files and folders starting with a dot are ignored; "
+                         f"image extensions: {' '.join(sorted(IMAGE_EXTENSIONS))}){others}")
     classes, groups = train_classes(folder, paths)
-    return stack_images(images, channels_of(images)), paths, classes, groups
+    return TrainingFolder(stack_images(images, channels_of(images)), paths, classes, groups, skipped)
+
+
+def describe_skipped(skipped: list[Skipped], folder: Path, limit: int | None = None) -> str:
+    """'a.txt (why), b.png (why)', each relative to `folder`; past `limit` files, '... and N more'."""
+    shown = skipped if limit is None else skipped[:limit]
+    text = ", ".join(f"{s.path.relative_to(folder).as_posix()} ({s.reason})" for s in shown)
+    return text + (f", ... and {len(skipped) - len(shown)} more" if len(shown) < len(skipped) else "")
 
 
 def load_folder(path: str | Path, *, size: int = 32, max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -52,6 +52,12 @@ class ImageSpec:
         lum = 0.299 * chw[0].astype(np.float64) + 0.587 * chw[1] + 0.114 * chw[2]
         return np.round(lum).clip(0, 255).astype(np.uint8)[None]
 
+    def conversion(self, chw: np.ndarray) -> str:
+        """What `conform` does to this image's channels: "grey->colour", "colour->grey", or ""."""
+        if chw.shape[0] == self.channels:
+            return ""
+        return "grey->colour" if chw.shape[0] == 1 else "colour->grey"
+
     def conform_all(self, images: np.ndarray) -> np.ndarray:
         """(N, C, size, size) uint8 -> this spec's channels."""
         return np.stack([self.conform(a) for a in images]) if images.shape[1] != self.channels else images

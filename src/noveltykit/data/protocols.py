@@ -63,11 +63,20 @@ def _carve_validation(ds: ImageDataset, normal_idx: np.ndarray, cls: int, seed: 
     """(train_idx, val_idx): a seeded share of the normal training images held out to validate."""
     if len(normal_idx) < 2:
         raise ValueError(f"{ds.name}: class {cls} leaves {len(normal_idx)} normal training images")
-    # Seeded per (seed, class) so each cell's validation split is reproducible on its own.
-    rng = np.random.default_rng([seed, cls])
-    shuffled = rng.permutation(normal_idx)
-    n_val = int(round(val_fraction * len(shuffled)))
-    if val_fraction > 0:
+    return validation_split(normal_idx, seed, val_fraction, stream=cls)
+
+
+def validation_split(indices: np.ndarray, seed: int, fraction: float, stream: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(fit indices, validation indices), each sorted: a seeded `fraction` of `indices` held out.
+    The one rule of every validation split: a benchmark cell's (stream = its class) and
+    `Detector.fit`'s when no X_val is given (stream 0, the class of a folder's normal images), so
+    `noveltykit fit` and `bench` on one folder and seed hold out the same images. At least one
+    image on each side when fraction > 0."""
+    # Seeded per (seed, stream) so each cell's validation split is reproducible on its own.
+    shuffled = np.random.default_rng([seed, stream]).permutation(indices)
+    n_val = int(round(fraction * len(shuffled)))
+    if fraction > 0:
         n_val = min(max(n_val, 1), len(shuffled) - 1)
     return np.sort(shuffled[n_val:]), np.sort(shuffled[:n_val])
 

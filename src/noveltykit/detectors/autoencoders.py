@@ -43,6 +43,7 @@ class AEDetector(_Reconstruction):
     """The report's two-layer dense autoencoder: `hidden` sigmoid units. Ignores `y`."""
 
     name = "ae"
+    summary = "dense autoencoder: reconstruction error"
 
     def __init__(self, hidden: int = 64, lr: float = 1e-3, **base):
         self.hidden = int(hidden)
@@ -60,6 +61,7 @@ class ConvAEDetector(_Reconstruction):
     Ignores `y`."""
 
     name = "conv-ae"
+    summary = "convolutional autoencoder: reconstruction error"
 
     def __init__(self, width: int = 16, code: int = 32, norm: str = "batch",
                  lr: float = 1e-3, **base):
@@ -81,6 +83,7 @@ class DAEDetector(ConvAEDetector):
     (seeded); scored on clean images. Ignores `y`."""
 
     name = "dae"
+    summary = "denoising conv autoencoder: reconstruction error"
 
     def __init__(self, sigma: float = 0.2, **base):
         self.sigma = float(sigma)
@@ -119,6 +122,7 @@ class ContractiveAEDetector(_Reconstruction):
     (the report's two-layer net, exact penalty) or `"conv"` (random-projection estimate). Ignores `y`."""
 
     name = "contractive-ae"
+    summary = "contractive autoencoder: reconstruction error"
     loss_names = ("recon", "contraction")
 
     def __init__(self, encoder: str = "dense", lam: float = 0.01, projections: int = 1, hidden: int = 64,

@@ -25,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import warnings
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,10 +38,12 @@ from sklearn.base import BaseEstimator
 from .. import __version__
 from ..data.images import ImageDataset, to_float
 from ..data.imagespec import ImageSpec
+from ..data.protocols import validation_split
 from ..fileio import atomic_dir, check_replaceable
 from ..versions import package_versions
 from .card import model_card
 from .context import RunContext
+from .thresholds import false_alarm_rate, parse_threshold, quantile_threshold, too_few_above
 
 # A saved model: these three files and nothing else. SCHEMA_VERSION counts layouts of config.json;
 # `load` reads every version up to it (`schemas` says what each older one lacked).
@@ -109,10 +113,10 @@ def check_labels(y, n: int) -> np.ndarray | None:
 
 
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fit indices, held-out indices): the seeded split `fit(X)` uses when no X_val is given."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_val = min(max(1, round(fraction * n)), n - 1)
-    return perm[n_val:], perm[:n_val]
+    """(fit indices, held-out indices): the seeded split `fit(X)` uses when no X_val is given, by
+    the benchmarks' rule (`data.protocols.validation_split`, stream 0)."""
+    fit_idx, val_idx = validation_split(np.arange(n), seed, fraction)
+    return torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
 
 
 class NotFittedError(RuntimeError):
@@ -132,6 +136,12 @@ class Detector(BaseEstimator):
     differentiable: ClassVar[bool] = False
     # A classifier of the normal classes (`class_log_probabilities`): probes may attack its class.
     classifies: ClassVar[bool] = False
+    # What `noveltykit detectors` says of it: one line, what it is ("pixels: distance to the k
+    # nearest normal images"); whether a fit trains a network for epochs; the optional extras
+    # (pyproject's [project.optional-dependencies]) it cannot run without, e.g. ("pretrained",).
+    summary: ClassVar[str] = ""
+    trains_network: ClassVar[bool] = False
+    extras: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
                  random_state: int = 0):
@@ -167,7 +177,11 @@ class Detector(BaseEstimator):
 
     def _threshold(self, val_scores: np.ndarray) -> float:
         """The fitted threshold: the `threshold_quantile` quantile of the validation scores."""
-        return float(np.quantile(val_scores, self.threshold_quantile))
+        return quantile_threshold(val_scores, self.threshold_quantile)
+
+    def _threshold_rule(self) -> dict:
+        """How `_threshold` set it, for the saved model and its card."""
+        return {"quantile": self.threshold_quantile, "of": "normal validation scores"}
 
     def _after_fit(self, x: torch.Tensor, x_val: torch.Tensor) -> None:
         """Called once the threshold is set (e.g. to share the fitted model through a cache)."""
@@ -293,12 +307,51 @@ class Detector(BaseEstimator):
         self._fit(x, x_val, labels)
         val_scores = self._score(x_val)
         self.threshold_ = self._threshold(val_scores)
+        self.threshold_from_ = self._threshold_rule()
+        # kept with the model: a threshold can be set later as a quantile of them (`set_threshold`)
+        self.validation_scores_ = np.sort(np.asarray(val_scores, np.float64))
+        if "quantile" in self.threshold_from_ and (warning := too_few_above(val_scores, self.threshold_)):
+            warnings.warn(f"{self.name or type(self).__name__}: {warning}", stacklevel=2)
         self.training_ = {"n_train": len(x), "n_validation": len(x_val),
                           "validation": "X_val as given" if X_val is not None else
                           f"a seeded {self.validation_fraction:g} of X (random_state {self.random_state})",
                           "train_fingerprint": fingerprint(x),
                           "validation_scores": score_summary(val_scores, self.threshold_)}
         self._after_fit(x, x_val)
+        return self
+
+    def threshold_for(self, threshold: str | float) -> float:
+        """A threshold given as a score (`15`) or as a quantile of the normal validation scores
+        (`"q0.99"`), as a score; the model is not changed (see `set_threshold`)."""
+        self._check_fitted()
+        kind, value = parse_threshold(threshold)
+        if kind == "score":
+            return value
+        if getattr(self, "validation_scores_", None) is None:
+            raise ValueError(f"{self.name}: this model keeps no validation scores (saved before noveltykit "
+                             "kept them): give the threshold as a score, or fit it again")
+        return quantile_threshold(self.validation_scores_, value)
+
+    def expected_false_alarms(self) -> dict:
+        """The share of the normal validation scores above the threshold (the false-alarm rate to
+        expect on normal images like them) and its 95% interval from their number:
+        {"rate", "low", "high", "above", "n", "confidence"} (`thresholds.false_alarm_rate`)."""
+        self._check_fitted()
+        if getattr(self, "validation_scores_", None) is None:
+            raise ValueError(f"{self.name}: this model keeps no validation scores (saved before noveltykit kept them)")
+        return false_alarm_rate(self.validation_scores_, self.threshold_)
+
+    def set_threshold(self, threshold: str | float, *, by: str = "") -> "Detector":
+        """Change the threshold `predict` uses: a score or `"q0.99"` (see `threshold_for`). The
+        model records what it was set from, by whom (`by`) and when, and the one before."""
+        new = self.threshold_for(threshold)
+        kind, value = parse_threshold(threshold)
+        previous = {k: v for k, v in getattr(self, "threshold_from_", {}).items() if k != "previous"}
+        self.threshold_from_ = {**({"quantile": value, "of": "normal validation scores"} if kind == "quantile"
+                                   else {"score": value, "of": "given by hand"}),
+                                "set_by": by or "set_threshold", "at": datetime.now(timezone.utc).isoformat(
+                                    timespec="seconds"), "previous": {"threshold": self.threshold_, **previous}}
+        self.threshold_ = new
         return self
 
     def _check_fitted(self) -> None:
@@ -334,7 +387,9 @@ class Detector(BaseEstimator):
         config = {"format": MODEL_FORMAT, "schema": SCHEMA_VERSION, "detector": self.name,
                   "params": self.get_params(), "threshold_": self.threshold_,
                   "input_shape_": list(self.input_shape_), "preprocessing": spec.to_dict(),
-                  "threshold_from": {"quantile": self.threshold_quantile, "of": "normal validation scores"},
+                  "threshold_from": getattr(self, "threshold_from_", None) or self._threshold_rule(),
+                  **({"validation_scores": self.validation_scores_.tolist()}
+                     if getattr(self, "validation_scores_", None) is not None else {}),
                   "training": {**getattr(self, "training_", {}), **({"data": data} if data else {})},
                   "fitted": self._info(), "weights_sha256": hashlib.sha256(weights).hexdigest(),
                   "noveltykit_version": __version__, "versions": package_versions()}

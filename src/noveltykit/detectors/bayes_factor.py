@@ -182,6 +182,7 @@ class BayesFactorDetector(Detector):
     """The Bayes factor of a normal model of the pixels against a background model. Ignores `y`."""
 
     name = "bayes-factor"
+    summary = "pixels: Bayes factor, normal vs background model"
 
     def __init__(self, n_components: int = 32, components: str = "1-2-4-8", background: str = "gaussian",
                  inflate: float = 4.0, c: float = 1.0, threshold: str = "quantile", **base):
@@ -201,6 +202,11 @@ class BayesFactorDetector(Detector):
 
     def _threshold(self, val_scores: np.ndarray) -> float:
         return 0.0 if self.threshold == "odds" else super()._threshold(val_scores)
+
+    def _threshold_rule(self) -> dict:
+        if self.threshold == "odds":  # no quantile: the Bayes factor's own boundary
+            return {"rule": "log Bayes factor 0 (even odds of novel and normal)"}
+        return super()._threshold_rule()
 
     def fit_report(self) -> dict:
         return {"mixture_components": len(self.model_.weights_), "val_loglik": self.model_.val_loglik_,

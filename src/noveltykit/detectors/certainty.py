@@ -40,6 +40,7 @@ class CertaintyDetector(TrainedDetector):
     """Uncertainty of a classifier of the normal classes, optionally with MC dropout. Uses `y`."""
 
     name = "certainty"
+    summary = "classifier of the normal classes: novel if unsure"
     uses_labels = True
     classifies = True
 

@@ -39,6 +39,7 @@ class DeepSVDDDetector(TrainedDetector):
     """Deep SVDD, one-class or soft-boundary, with autoencoder pre-training. Ignores `y`."""
 
     name = "deep-svdd"
+    summary = "Deep SVDD: distance to a centre in learnt features"
     loss_names = ()
 
     def __init__(self, width: int = 16, code: int = 32, arch: str = "dcgan", objective: str = "one-class", nu: float = 0.1,

@@ -106,6 +106,7 @@ class EDEGANDetector(_GANDetector):
     With a `teacher_cache` in its context, a fitted one is filed there: it is the very teacher a
     `kdgan` student with the same resolved teacher values would train."""
     name, variant = "ede-gan", "ede"
+    summary = "P-KDGAN's EDE-GAN teacher: error of re-encoded code"
 
     def _after_fit(self, x, x_val):
         if self.context.teacher_cache is not None:
@@ -130,9 +131,11 @@ def teacher_key(teacher: _GANDetector, x: torch.Tensor, x_val: torch.Tensor) -> 
 class EDGANDetector(_GANDetector):
     """Encoder-decoder; scores with the image error |x - x_hat|_1. Ignores `y`."""
     name, variant = "ed-gan", "ed"
+    summary = "P-KDGAN's ED-GAN: image reconstruction error"
 
 
 @register
 class EDHatEGANDetector(_GANDetector):
     """EDÊ-GAN: the second encoder only shapes training; scores with the image error. Ignores `y`."""
     name, variant = "edhat-gan", "edhat"
+    summary = "P-KDGAN's EDE-hat GAN: image reconstruction error"

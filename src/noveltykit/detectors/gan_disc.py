@@ -30,6 +30,7 @@ class GANDiscriminatorDetector(LoopTrainedDetector):
     """A GAN's discriminator as the detector (see the module docstring). Ignores `y`."""
 
     name = "gan-disc"
+    summary = "a GAN's discriminator: 1 - D(x)"
     module_name = "net"
 
     def __init__(self, score: str = "1-d", lr: float = DiscGANConfig.lr, **params):

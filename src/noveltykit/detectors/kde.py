@@ -39,6 +39,7 @@ class KDEDetector(Detector):
     """Negative log density of a Gaussian KDE, bandwidth by validation likelihood. Ignores `y`."""
 
     name = "kde"
+    summary = "pixels: Gaussian kernel density"
 
     def __init__(self, bandwidth: float | None = None, n_bandwidths: int = 15,
                  max_block_elems: int = DEFAULT_BLOCK_ELEMS, **base):

@@ -32,6 +32,7 @@ class KDGANDetector(_GANDetector):
     own `preset` is `student` (the teacher's `default` with a 10x higher learning rate). Ignores `y`."""
 
     name, variant = "kdgan", "ede"
+    summary = "P-KDGAN: a small student distilled from EDE-GAN"
     run_needs = frozenset({"teacher_cache"})  # students of one run share the teachers they train
     teacher_ = None  # the teacher of the last fit (in memory only; not saved with the student)
 

@@ -30,6 +30,7 @@ class KNNDetector(Detector):
     """Mean (or sum, max) Euclidean distance to the k nearest normal images. Ignores `y`."""
 
     name = "knn"
+    summary = "pixels: distance to the k nearest normal images"
 
     def __init__(self, k: int = 5, aggregate: str = "mean", max_block_elems: int = DEFAULT_BLOCK_ELEMS,
                  **base):

@@ -16,6 +16,7 @@ class OCSVMDetector(Detector):
     """RBF one-class SVM on pixels; score = minus the decision function. Ignores `y`."""
 
     name = "ocsvm"
+    summary = "pixels: RBF one-class SVM"
 
     def __init__(self, nu: float = 0.1, gamma: float | str = "scale", max_train: int = 10000,
                  cache_mb: int = 1000, **base):

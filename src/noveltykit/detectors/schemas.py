@@ -20,6 +20,9 @@ def upgrade(config: dict) -> dict:
     schema = config.get("schema", 1)
     if schema < 3:
         config["params"] = {k: v for k, v in config["params"].items() if k not in OLD_RUN_PARAMS}
+    # before the threshold's origin was recorded: the only rule there was
+    config.setdefault("threshold_from", {"quantile": config["params"].get("threshold_quantile", 0.95),
+                                         "of": "normal validation scores"})
     if "preprocessing" not in config:  # before schema 4: the loaders' rules for this input shape
         shape = tuple(int(s) for s in config["input_shape_"])
         config["preprocessing"] = ImageSpec.of_shape(shape).to_dict()

@@ -71,6 +71,7 @@ class SelfSupervisedDetector(TrainedDetector):
     """Which transformation was applied: a classifier's doubt on it. Ignores `y`."""
 
     name = "selfsup"
+    summary = "which transform was applied? unsure on novel images"
     # Scoring runs the net T times a batch: 128 images a pass fit the CPU's caches better than 512
     # (WRN-10-1, one AMD EPYC thread: x1.5-1.8; benchmarks/wrn_layout_speed.py).
     score_batch_size = 128

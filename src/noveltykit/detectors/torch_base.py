@@ -37,6 +37,7 @@ CPU_EPOCHS = 30
 
 class TorchDetector(Detector):
     differentiable = True  # a network's score has a gradient w.r.t. the image
+    trains_network = True  # a fit trains its networks for epochs (the GANs, kdgan and the loop's)
     history_: list[dict]
     selected_epoch_: int
     score_batch_size = SCORE_BATCH  # images a scoring pass; a family may set its own (a speed, not a result)

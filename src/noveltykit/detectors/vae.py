@@ -32,6 +32,7 @@ class VAEDetector(TrainedDetector):
     """Convolutional VAE (`width`, `code`); score `recon` or `elbo` (`samples` draws). Ignores `y`."""
 
     name = "vae"
+    summary = "variational autoencoder: reconstruction error or ELBO"
     loss_names = ("recon", "kl")
 
     def __init__(self, width: int = 16, code: int = 16, norm: str = "batch", beta: float = 1.0,

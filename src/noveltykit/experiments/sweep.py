@@ -17,6 +17,7 @@ before the run (by name, from `RULES`) and recorded with its docstring.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import io
@@ -37,12 +38,14 @@ from ..detectors.context import RunContext
 from ..detectors.specs import MethodSpec, _parse_value
 from ..fileio import atomic_write_bytes, atomic_write_json, run_once
 from . import provenance
+from .bench import resolve_classes
 from .executors import EXECUTORS, RAY_INSTALL, ExecutorConfig, ray_session
 
 SPLIT_NOTE = "dev (normal validation vs other classes' training images; no test image read)"
 # What makes two sweeps the same experiment: an OUT written by another refuses to be reused.
 IDENTITY_FIELDS = ("dataset", "method", "grid", "variants", "classes", "seed", "rule", "image_size", "n_novel")
 IDENTITY_DEFAULTS = {"variants": []}  # what a sweep written before the field existed had
+ALL_CLASSES = "all"  # SweepConfig.classes: every class with training images (run_sweep resolves it)
 TIE_DECIMALS = 6  # scores equal to this many decimals tie: float noise in a sum must not break a tie
 
 
@@ -120,7 +123,9 @@ class SweepConfig:
     dataset: str
     method: str  # a detector spec, e.g. NAME:lr=0.0001; the grid updates its params
     grid: dict  # param -> values (strings are parsed as in a method spec); first key varies slowest
-    classes: list
+    # class indices, or "all": every class with training images, which run_sweep resolves once it has
+    # the data and records as that list (so `all` and the list it stands for are one sweep)
+    classes: list | str
     out: str
     # or, instead of a grid: whole specs to compare with `method` (the incumbent, listed first, so
     # that a tie keeps it), e.g. other detectors or several params changed at once
@@ -169,9 +174,15 @@ class SweepConfig:
         if self.image_size < 8 or self.n_novel < 1 or self.cpus_per_trial < 1:
             raise ValueError("image_size must be >= 8, n_novel and cpus_per_trial >= 1")
         self.executor_config.check_installed()  # a missing extra fails now
-        self.classes = [int(c) for c in self.classes]
-        if not self.classes or len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"classes must be a non-empty list without repeats, got {self.classes}")
+        listed = [self.classes] if isinstance(self.classes, str) else list(self.classes)
+        if listed == [ALL_CLASSES]:
+            self.classes = ALL_CLASSES
+        elif isinstance(self.classes, str):
+            raise ValueError(f"classes must be {ALL_CLASSES!r} or a list of class indices, got {self.classes!r}")
+        else:
+            self.classes = [int(c) for c in listed]
+            if not self.classes or len(set(self.classes)) != len(self.classes):
+                raise ValueError(f"classes must be a non-empty list without repeats, got {self.classes}")
         self.variants = [str(v) for v in self.variants]
         self.reuse = [str(r) for r in self.reuse]
         for folder in self.reuse:
@@ -422,13 +433,21 @@ def _summaries(view: TrainOnly, cfg: SweepConfig, trials_dir: Path) -> list[dict
 
 def run_sweep(cfg: SweepConfig, dataset=None, progress: bool = True) -> dict:
     """Run (or resume) the sweep, choose by `cfg.rule`, write OUT/sweep.{json,md,png}; returns
-    what sweep.json holds."""
+    what sweep.json holds. Classes "all" are resolved here, once the data is read, and recorded
+    as the list of classes they stand for."""
     out = Path(cfg.out)
-    _check_out(out, cfg)
+    if cfg.classes != ALL_CLASSES:  # a wrong OUT fails before any data is read
+        _check_out(out, cfg)
     if dataset is None:
         from ..data import load_dataset
         dataset = load_dataset(cfg.dataset, cfg.data_dir, progress=progress, size=cfg.image_size)
     view = TrainOnly(dataset)  # the only thing trials get
+    if cfg.classes == ALL_CLASSES:  # the list it stands for, recorded as such: a copy, the caller's cfg unchanged
+        cfg = copy.copy(cfg)
+        cfg.classes = resolve_classes(view, ALL_CLASSES, "one-vs-rest")
+        if not cfg.classes:
+            raise ValueError(f"{view.name}: no class has training images to sweep on")
+        _check_out(out, cfg)
     if view.train_x.shape[-1] != cfg.image_size:
         raise ValueError(f"{view.name}: images are {view.train_x.shape[-1]} px but image_size is {cfg.image_size}")
     for cls in cfg.classes:
