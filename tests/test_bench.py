@@ -7,6 +7,7 @@ import torch
 from noveltykit.experiments import bench
 from noveltykit.experiments.bench import BenchConfig, run_benchmark
 from noveltykit.detectors.specs import MethodSpec
+from noveltykit.detectors.ede_gan import EDEGANDetector
 
 from conftest import make_blobs_dataset
 
@@ -130,8 +131,8 @@ def test_students_share_the_teacher_of_the_ede_gan_column(tmp_path, monkeypatch)
     students = ["kdgan:structure=1,width=1,epochs=1,teacher_width=4,teacher_budget=quick",
                 "kdgan:structure=2,width=1,epochs=1,teacher_width=4,teacher_budget=quick"]
     fits = []
-    real_fit = detectors.ede_gan.EDEGANDetector.fit
-    monkeypatch.setattr(detectors.ede_gan.EDEGANDetector, "fit",
+    real_fit = EDEGANDetector.fit
+    monkeypatch.setattr(EDEGANDetector, "fit",
                         lambda self, *a, **kw: fits.append(1) or real_fit(self, *a, **kw))
     results = run_benchmark(_cfg(tmp_path, methods=[teacher, *students], classes=[0], seeds=[0], plots=False),
                             dataset=ds, progress=False)

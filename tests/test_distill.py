@@ -11,6 +11,7 @@ from noveltykit.detectors.context import RunContext
 from noveltykit.distill import DistillConfig, distillation_loss, parse_structure, train_distill
 from noveltykit.nets.dcgan import Generator, GeneratorOutput
 from noveltykit.train.gan import GANConfig, build_networks, train_gan
+from noveltykit.detectors.ede_gan import EDEGANDetector
 
 from conftest import template_images
 
@@ -152,13 +153,13 @@ def test_width_one_student_builds_trains_a_step_and_scores(tmp_path, channels):
 def test_teacher_cache_trains_one_teacher_per_data(tmp_path, monkeypatch):
     x, v = _data()
     fits = []
-    real_fit = detectors.ede_gan.EDEGANDetector.fit
+    real_fit = EDEGANDetector.fit
 
     def counting_fit(self, *args, **kw):
         fits.append(self.get_params()["width"])
         return real_fit(self, *args, **kw)
 
-    monkeypatch.setattr(detectors.ede_gan.EDEGANDetector, "fit", counting_fit)
+    monkeypatch.setattr(EDEGANDetector, "fit", counting_fit)
     kw = {"width": 1, "epochs": 1, "batch_size": 32, "teacher_budget": "quick", "teacher_width": 2}
     ctx = RunContext(teacher_cache=tmp_path)
     a = detectors.make("kdgan", structure="1", **kw).configure(ctx).fit(x, v)

@@ -7,6 +7,7 @@ import argparse
 import sys
 import warnings
 
+from ..allocator import keep_freed_memory
 from . import (cmd_bench, cmd_data, cmd_detectors, cmd_distill, cmd_export, cmd_fit, cmd_linear_gan, cmd_probe,
                cmd_profile, cmd_report, cmd_score, cmd_serve, cmd_sweep)
 from .help_text import HelpFormatter
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
     args.argv, args.debug = argv, debug  # argv is recorded with results, so each says how it was made
+    keep_freed_memory()  # every command: no page-fault storm in the forward passes
     if not debug:  # a warning reads as a message, not as the library line that raised it
         warnings.showwarning = _show_warning
     try:

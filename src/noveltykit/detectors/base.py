@@ -33,7 +33,6 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from safetensors.torch import save as save_tensors
-from sklearn.base import BaseEstimator
 
 from .. import __version__
 from ..data.images import ImageDataset, to_float
@@ -123,9 +122,10 @@ class NotFittedError(RuntimeError):
     pass
 
 
-class Detector(BaseEstimator):
+class Detector:
     """Base class; see the module docstring for the contract. A scikit-learn estimator:
-    `get_params(deep)`, `set_params`, `sklearn.base.clone`, tags (see "scikit-learn" below)."""
+    `get_params(deep)`, `set_params`, `sklearn.base.clone`, tags (see "scikit-learn" below),
+    without importing scikit-learn until one of its tools asks."""
 
     name: ClassVar[str] = ""
     uses_labels: ClassVar[bool] = False  # False: `fit` ignores `y` (the class docstring says so)
@@ -284,13 +284,10 @@ class Detector(BaseEstimator):
     def __sklearn_tags__(self):
         """An outlier detector on images (N, C, H, W): not 2-D tabular data, so scikit-learn's
         common checks on made-up tables do not run (tests/test_conformance.py runs those that apply)."""
-        tags = super().__sklearn_tags__()
-        tags.estimator_type = "outlier_detector"
-        tags.requires_fit = True
-        tags.target_tags.required = bool(self.uses_labels)
-        tags.input_tags.two_d_array = False  # scikit-learn has no tag for 4-D images; none is set
-        tags.input_tags.allow_nan = False
-        return tags
+        from sklearn.utils import InputTags, Tags, TargetTags  # only scikit-learn's own tools ask
+        # scikit-learn has no tag for 4-D images: none of its array kinds is set
+        return Tags(estimator_type="outlier_detector", target_tags=TargetTags(required=bool(self.uses_labels)),
+                    requires_fit=True, input_tags=InputTags(two_d_array=False, allow_nan=False))
 
     def fit(self, X, X_val=None, y=None) -> "Detector":
         x = as_image_tensor(X, what="X")

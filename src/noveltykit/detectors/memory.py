@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -49,7 +50,9 @@ from ..fileio import atomic_dir, check_replaceable
 from .base import Detector, as_image_tensor
 from .distances import DEFAULT_BLOCK_ELEMS, flatten, sq_dist_blocks
 from .knn import KNNDetector, knn_distances
-from .pretrained import FeatKNNDetector
+
+if TYPE_CHECKING:
+    from .pretrained import FeatKNNDetector
 
 MEMORY_FORMAT, MEMORY_SCHEMA = "noveltykit-novelty-memory", 1
 BANK_FILE, BANK_CONFIG = "memory.safetensors", "memory.json"
@@ -116,12 +119,17 @@ class _FeatureKNN:
 def _adapter(detector: Detector):
     if not isinstance(detector, Detector):
         raise TypeError(f"NoveltyMemory wraps a fitted detector, got {type(detector).__name__}")
-    if not isinstance(detector, (KNNDetector, FeatKNNDetector)):
+    if isinstance(detector, KNNDetector):
+        detector._check_fitted()
+        return _PixelKNN(detector)
+    from .pretrained import FeatKNNDetector  # on use: the pretrained family imports scikit-learn, the backbone
+
+    if not isinstance(detector, FeatKNNDetector):
         raise ValueError(f"NoveltyMemory serves the kNN detectors only ('knn' on pixels, 'feat-knn' on "
                          f"pretrained features), not {detector.name or type(detector).__name__!r}: the "
                          "confirmed novelties join the nearest-neighbour search")
     detector._check_fitted()
-    return _PixelKNN(detector) if isinstance(detector, KNNDetector) else _FeatureKNN(detector)
+    return _FeatureKNN(detector)
 
 
 def _model_identity(detector: Detector, adapter) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from pathlib import Path
 
@@ -14,6 +15,22 @@ from .base import CONFIG_FILE, SCHEMA_VERSION, WEIGHTS_FILE, Detector
 from .schemas import upgrade
 
 _REGISTRY: dict[str, type[Detector]] = {}
+# The built-in detectors and the family module that registers each. A family is imported when one
+# of its detectors is asked for, not with the package: together they pull in seconds of imports
+# (scikit-learn, the pretrained backbone), and scoring with a saved knn needs none of it.
+# tests/test_detector_registry.py checks this table against what the family modules register.
+FAMILIES = {
+    "knn": "knn", "kde": "kde", "ocsvm": "ocsvm", "pca": "pca", "bayes-factor": "bayes_factor",
+    "ae": "autoencoders", "conv-ae": "autoencoders", "dae": "autoencoders", "contractive-ae": "autoencoders",
+    "vae": "vae", "deep-svdd": "deep_svdd", "selfsup": "selfsup", "certainty": "certainty",
+    "ed-gan": "ede_gan", "edhat-gan": "ede_gan", "ede-gan": "ede_gan", "kdgan": "kdgan", "gan-disc": "gan_disc",
+    "feat-knn": "pretrained", "feat-gauss": "pretrained", "feat-ocsvm": "pretrained", "feat-bayes": "pretrained",
+}
+
+
+def _import_family(name: str) -> None:
+    if name not in _REGISTRY and name in FAMILIES:
+        importlib.import_module(f"{__package__}.{FAMILIES[name]}")
 
 
 def register(cls: type[Detector]) -> type[Detector]:
@@ -27,6 +44,9 @@ def register(cls: type[Detector]) -> type[Detector]:
 
 
 def available() -> list[str]:
+    """Every detector's name: the built-in ones (their families imported now) and any registered."""
+    for name in FAMILIES:
+        _import_family(name)
     return sorted(_REGISTRY)
 
 
@@ -37,6 +57,7 @@ def default_params() -> dict[str, dict]:
 
 def detector_class(name: str) -> type[Detector]:
     """The class registered under `name` (its contract's class attributes say what it needs)."""
+    _import_family(name)
     if name not in _REGISTRY:
         raise ValueError(f"unknown detector {name!r}; available: {', '.join(available())}")
     return _REGISTRY[name]

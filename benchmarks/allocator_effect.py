@@ -1,0 +1,77 @@
+"""What `noveltykit.allocator` (glibc told to keep freed memory, applied by every command) changes:
+`noveltykit score` with a `feat-knn` model (224 px features) on N PNG files, run as a subprocess
+with glibc's defaults (NOVELTYKIT_MALLOPT=0) and with the settings, in one run; wall, user and
+system seconds and minor page faults of each, the CPU named.
+
+    .venv/bin/python benchmarks/allocator_effect.py [--n 2000] [--threads 2] [--out runs/allocator]
+
+Images: the first N test images of cifar10-jpeg (in the data cache: `noveltykit data fetch
+--dataset cifar10-jpeg`), written as 32 px PNGs; the model: feat-knn fitted on 200 training
+images of class 0. Scores of the two runs must be identical (checked).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from noveltykit import detectors
+from noveltykit.data import load_dataset
+from noveltykit.experiments.provenance import cpu_model
+
+
+def run_score(model: Path, images: Path, out: Path, env: dict) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "noveltykit.cli", "score", str(model), str(images), "--out", str(out),
+                    "--quiet"], env=env, check=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"wall_s": wall, "user_s": after.ru_utime - before.ru_utime, "sys_s": after.ru_stime - before.ru_stime,
+            "minor_faults": after.ru_minflt - before.ru_minflt}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="runs/allocator")
+    args = parser.parse_args()
+    out = Path(args.out)
+    images = out / "images"
+    ds = load_dataset("cifar10-jpeg", progress=False)
+    if not images.is_dir() or len(list(images.glob("*.png"))) != args.n:
+        images.mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(ds.test_x[:args.n]):
+            Image.fromarray(np.moveaxis(img, 0, -1)).save(images / f"{i:05d}.png")
+    model = out / "model"
+    if not (model / "config.json").is_file():
+        detectors.make("feat-knn").fit(ds.train_x[ds.train_y == 0][:200]).save(model)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"):
+        env.pop(key, None)
+    rows = {"glibc defaults": run_score(model, images, out / "off.csv", {**env, "NOVELTYKIT_MALLOPT": "0"}),
+            "noveltykit.allocator": run_score(model, images, out / "on.csv", env)}
+    same = (out / "off.csv").read_text() == (out / "on.csv").read_text()
+    print(f"noveltykit score, feat-knn (224 px), {args.n} PNGs, {args.threads} threads, {cpu_model()}; "
+          f"identical scores: {same}")
+    print("| allocator | wall s | user s | system s | minor page faults | images/s |\n|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['sys_s']:.1f} | {r['minor_faults']:,} | "
+              f"{args.n / r['wall_s']:.1f} |")
+    (out / "allocator.json").write_text(json.dumps({"n": args.n, "threads": args.threads, "cpu": cpu_model(),
+                                                    "identical_scores": same, "runs": rows}, indent=2))
+    if not same:
+        sys.exit("the two runs' scores differ")
+
+
+if __name__ == "__main__":
+    main()
