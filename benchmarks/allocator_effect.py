@@ -1,7 +1,8 @@
-"""What `noveltykit.allocator` (glibc told to keep freed memory, applied by every command) changes:
-`noveltykit score` with a `feat-knn` model (224 px features) on N PNG files, run as a subprocess
-with glibc's defaults (NOVELTYKIT_MALLOPT=0) and with the settings, in one run; wall, user and
-system seconds and minor page faults of each, the CPU named.
+"""What `noveltykit.allocator` (glibc told to keep freed memory, applied by every command) and the
+ONNX Runtime feature engine change: `noveltykit score` with a `feat-knn` model (224 px features)
+on N PNG files, run as a subprocess three ways in one run: eager torch with glibc's defaults
+(NOVELTYKIT_MALLOPT=0), eager torch with the settings, ONNX Runtime with the settings
+(NOVELTYKIT_FEATURE_ENGINE); wall, user and system seconds and minor page faults, the CPU named.
 
     .venv/bin/python benchmarks/allocator_effect.py [--n 2000] [--threads 2] [--out runs/allocator]
 
@@ -39,6 +40,13 @@ def run_score(model: Path, images: Path, out: Path, env: dict) -> dict:
             "minor_faults": after.ru_minflt - before.ru_minflt}
 
 
+def _largest_gap(out: Path) -> float:
+    """The largest |onnxruntime - torch| score over the largest torch score, across the files."""
+    read = lambda name: np.array([float(r.split(",")[1]) for r in (out / name).read_text().splitlines()[1:]])  # noqa: E731
+    a, b = read("on.csv"), read("ort.csv")
+    return float(np.abs(a - b).max() / np.abs(a).max())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
@@ -58,17 +66,21 @@ def main():
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"):
         env.pop(key, None)
-    rows = {"glibc defaults": run_score(model, images, out / "off.csv", {**env, "NOVELTYKIT_MALLOPT": "0"}),
-            "noveltykit.allocator": run_score(model, images, out / "on.csv", env)}
+    torch_env = {**env, "NOVELTYKIT_FEATURE_ENGINE": "torch"}
+    rows = {"torch, glibc defaults": run_score(model, images, out / "off.csv", {**torch_env, "NOVELTYKIT_MALLOPT": "0"}),
+            "torch, noveltykit.allocator": run_score(model, images, out / "on.csv", torch_env),
+            "onnxruntime, noveltykit.allocator": run_score(model, images, out / "ort.csv",
+                                                           {**env, "NOVELTYKIT_FEATURE_ENGINE": "onnxruntime"})}
     same = (out / "off.csv").read_text() == (out / "on.csv").read_text()
     print(f"noveltykit score, feat-knn (224 px), {args.n} PNGs, {args.threads} threads, {cpu_model()}; "
-          f"identical scores: {same}")
-    print("| allocator | wall s | user s | system s | minor page faults | images/s |\n|---|---|---|---|---|---|")
+          f"torch runs' scores identical: {same}; onnxruntime's largest relative difference: {_largest_gap(out):.2g}")
+    print("| engine, allocator | wall s | user s | system s | minor page faults | images/s |\n|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['sys_s']:.1f} | {r['minor_faults']:,} | "
               f"{args.n / r['wall_s']:.1f} |")
     (out / "allocator.json").write_text(json.dumps({"n": args.n, "threads": args.threads, "cpu": cpu_model(),
-                                                    "identical_scores": same, "runs": rows}, indent=2))
+                                                    "identical_scores": same, "onnxruntime_gap": _largest_gap(out),
+                                                    "runs": rows}, indent=2))
     if not same:
         sys.exit("the two runs' scores differ")
 

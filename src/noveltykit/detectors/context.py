@@ -6,11 +6,14 @@ a parameter, so none of it reaches `get_params()`, a results record's `params` o
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+FEATURE_ENGINE_ENV = "NOVELTYKIT_FEATURE_ENGINE"
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,9 @@ class RunContext:
     teacher_cache: Path | None = None
     # pretrained features: extractor -> a store of the dataset's features (each image extracted once)
     feature_store: Callable[[Any], Any] | None = None
+    # pretrained features: "auto" (ONNX Runtime on a CPU where installed), "onnxruntime" or "torch";
+    # by default from the environment's NOVELTYKIT_FEATURE_ENGINE, so every command can be told
+    feature_engine: str = field(default_factory=lambda: os.environ.get(FEATURE_ENGINE_ENV, "auto"))
     # diagnostics after each epoch: monitor(score_fn) -> {name: number}, score_fn(images) -> scores.
     # Recorded in the history, never used to choose (the training loop refuses colliding names).
     monitor: Callable[[Callable[[Any], np.ndarray]], dict] | None = None

@@ -68,7 +68,8 @@ class FeatureDetector(Detector):
     def extractor(self) -> FeatureExtractor:
         """Built from the current parameters (cheap: the network is loaded once per process)."""
         return FeatureExtractor(self.backbone, self.size, self.input_scaling, self.stages,
-                                self.batch_size, self.context.torch_device, self.context.progress)
+                                self.batch_size, self.context.torch_device, self.context.progress,
+                                engine=self.context.feature_engine)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         extractor = self.extractor()
