@@ -5,8 +5,8 @@ colour model is repeated, a colour one for a grey model is turned to luminance).
 path, score, threshold, is_novel, error and converted (how the channels were changed:
 "grey->colour", "colour->grey", or empty). A file that cannot be read is a row with its error and
 no score; the run goes on. A path that does not exist is such a row too; `missing_paths` names
-those of the paths given, for the CLI's exit status. Rows come in the order the files were given (folders recursively,
-sorted).
+those of the paths given, for the CLI's exit status. Rows come in the order the files were given
+(folders recursively, sorted).
 """
 from __future__ import annotations
 

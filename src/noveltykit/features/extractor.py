@@ -11,7 +11,7 @@ otherwise change in the last float bits with how many images came with it.
 
 Engines (`engine`): "torch" runs the network eagerly (the reference); "onnxruntime" runs it
 frozen, exported once per process to ONNX, BatchNorm folded and fused by ONNX Runtime's graph
-optimiser (1.6-1.8x eager torch's speed on a CPU: docs/pretrained.md); "auto" (the default) takes
+optimiser (2.1-2.2x eager torch's speed on a CPU: docs/pretrained.md); "auto" (the default) takes
 ONNX Runtime on a CPU where it and onnx are installed, else torch. The two agree within
 FEATURE_TOLERANCE; cached features are keyed by engine, so one engine's never stand in for the
 other's.
@@ -35,8 +35,11 @@ INPUT_SCALINGS = ("pm1", "imagenet")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 MIN_SIZE = 32  # the backbone downsamples 32x: smaller inputs leave nothing to pool
 # Images per network call, (CPU, GPU), when batch_size is None: on a CPU small batches stay in
-# cache and run faster per image; a GPU wants large ones.
+# cache and run faster per image; a GPU wants large ones. ONNX Runtime on a CPU is fastest at 4
+# (measured at 1-32, 224 and 128 px: docs/pretrained.md).
 DEFAULT_BATCH = (8, 128)
+ONNX_BATCH = 4
+PREPARED_CALLS = 8  # ONNX Runtime calls whose input torch prepares at once
 # Bump when preprocessing or pooling changes what features come out: it invalidates caches.
 EXTRACTOR_VERSION = 1
 ENGINES = ("auto", "torch", "onnxruntime")
@@ -168,6 +171,7 @@ class FeatureExtractor:
                "extractor_version": EXTRACTOR_VERSION}
         if self.resolved_engine == "onnxruntime":  # torch's keys stay as they were: old caches still serve
             key["engine"] = f"onnxruntime {onnxruntime_version()}"
+            key["batch"] = self.batch_size or ONNX_BATCH  # the last float bits depend on it
         return key
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,18 +194,24 @@ class FeatureExtractor:
             raise ValueError("no images to extract features from")
         device = resolve_device(self.device)
         net = load_backbone(self.backbone, device)
-        per_call = self.batch_size or DEFAULT_BATCH[torch.device(device).type != "cpu"]
+        per_call = self.batch_size or (ONNX_BATCH if self.resolved_engine == "onnxruntime"
+                                       else DEFAULT_BATCH[torch.device(device).type != "cpu"])
+        # ONNX Runtime's small calls: the input is prepared for several at once (its per-call cost
+        # in torch was a third of the time at 128 px); the calls see the same images either way
+        chunk = per_call * (PREPARED_CALLS if self.resolved_engine == "onnxruntime" else 1)
         out = []
-        bar = tqdm(range(0, len(images), per_call), desc=f"{self.backbone} features at {self.size}px",
+        bar = tqdm(range(0, len(images), chunk), desc=f"{self.backbone} features at {self.size}px",
                    unit="batch", disable=not (self.progress if progress is None else progress), leave=False)
         with torch.inference_mode():
             for i in bar:
-                # uint8 is scaled batch by batch: a whole dataset as float32 would be 4x its size
-                batch = to_float(images[i:i + per_call]).to(device)
-                n = len(batch)
-                if n < per_call:  # pad: convolutions give bitwise other results at other batch sizes
-                    batch = torch.cat([batch, batch[-1:].expand(per_call - n, -1, -1, -1)])
-                out.append(head(net, self.prepare(batch))[:n].float().cpu())
+                # uint8 is scaled chunk by chunk: a whole dataset as float32 would be 4x its size
+                batch = to_float(images[i:i + chunk]).to(device)
+                n, padded = len(batch), -(-len(batch) // per_call) * per_call
+                if n < padded:  # pad: convolutions give bitwise other results at other batch sizes
+                    batch = torch.cat([batch, batch[-1:].expand(padded - n, -1, -1, -1)])
+                x = self.prepare(batch)
+                features = torch.cat([head(net, x[j:j + per_call]) for j in range(0, padded, per_call)])
+                out.append(features[:n].float().cpu())
         return torch.cat(out).numpy()
 
     def __call__(self, images, progress: bool | None = None) -> np.ndarray:
