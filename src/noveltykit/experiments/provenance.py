@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..train.precision import native_bf16_cpu
+from ..hardware import native_bf16_cpu
 from ..versions import package_versions  # noqa: F401 (recorded with every result)
 
 # For copies of the checkout shipped to another machine, whose .git (if any) may be stale: the commit

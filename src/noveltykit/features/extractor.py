@@ -11,15 +11,24 @@ otherwise change in the last float bits with how many images came with it.
 
 Engines (`engine`): "torch" runs the network eagerly (the reference); "onnxruntime" runs it
 frozen, exported once per process to ONNX, BatchNorm folded and fused by ONNX Runtime's graph
-optimiser (2.1-2.2x eager torch's speed on a CPU: docs/pretrained.md); "auto" (the default) takes
+optimiser (2.3-2.5x eager torch's speed on a CPU: docs/pretrained.md); "auto" (the default) takes
 ONNX Runtime on a CPU where it and onnx are installed, else torch. The two agree within
 FEATURE_TOLERANCE; cached features are keyed by engine, so one engine's never stand in for the
 other's.
+
+Precision (`precision`): "fp32" (the default) or "bf16", where the CPU computes bf16 natively
+(AVX512-BF16 or AMX, `hardware.native_bf16_cpu`) or on a GPU: the backbone traced and frozen by
+TorchScript under bf16 autocast, channels-last, 16 images a call: 1.1x ONNX Runtime's fp32 rate on
+two idle Xeon cores, slower on shared ones; its features differ from fp32's by up to a quarter of
+the largest, its AUROC by up to 0.003 (docs/pretrained.md), so it is not the default. Elsewhere
+bf16 is emulated, many times slower: it warns once and runs fp32.
 """
 from __future__ import annotations
 
 import functools
 import re
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
 
 import numpy as np
@@ -28,6 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..data.images import to_float
+from ..hardware import native_bf16_cpu
 from ..nets.efficientnet_lite import STAGE_CHANNELS, load_lite0
 from .weights import BACKBONES, weights_path, weights_sha256
 
@@ -39,10 +49,12 @@ MIN_SIZE = 32  # the backbone downsamples 32x: smaller inputs leave nothing to p
 # (measured at 1-32, 224 and 128 px: docs/pretrained.md).
 DEFAULT_BATCH = (8, 128)
 ONNX_BATCH = 4
-PREPARED_CALLS = 8  # ONNX Runtime calls whose input torch prepares at once
+PREPARED_CALLS = 32  # ONNX Runtime calls whose input torch prepares at once
 # Bump when preprocessing or pooling changes what features come out: it invalidates caches.
 EXTRACTOR_VERSION = 1
 ENGINES = ("auto", "torch", "onnxruntime")
+PRECISIONS = ("fp32", "bf16")
+BF16_BATCH = 16  # the frozen bf16 network's fastest call at 128 and 224 px (measured at 4-16)
 # |onnxruntime - torch| on a feature, relative to the batch's largest feature: measured up to
 # 6e-6 (128 px) on cifar10-jpeg; tests/test_feature_engines.py holds every kernel path to this
 FEATURE_TOLERANCE = 5e-5
@@ -108,7 +120,6 @@ def onnx_session(backbone: str, size: int, stages: tuple[int | str, ...], batch:
     """An ONNX Runtime session of the frozen backbone + pooling for (batch, 3, size, size) inputs,
     exported once per process (about a second); every graph optimisation on, `threads` threads."""
     import io
-    import warnings
 
     import onnxruntime as ort
 
@@ -123,12 +134,44 @@ def onnx_session(backbone: str, size: int, stages: tuple[int | str, ...], batch:
     return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
 
+@functools.lru_cache(maxsize=4)
+def bf16_module(backbone: str, size: int, stages: tuple[int | str, ...], batch: int, device: str):
+    """The backbone + pooling for (batch, 3, size, size) channels-last inputs, traced under bf16
+    autocast and frozen (BatchNorm folded) on a CPU; eager under autocast on a GPU."""
+    pooled = _Pooled(load_backbone(backbone, device), stages).eval().to(memory_format=torch.channels_last)
+    if torch.device(device).type != "cpu":
+        return pooled
+    example = torch.zeros(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), \
+            torch.autocast("cpu", dtype=torch.bfloat16):
+        warnings.simplefilter("ignore")  # the tracer's notes on SAME padding's shape arithmetic
+        return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(pooled, example).eval()))
+
+
+_bf16_warned = False
+
+
+def bf16_in_use(precision: str, device: str) -> bool:
+    """Whether `precision` runs bf16 on `device`; on a CPU without native bf16 warns once, False."""
+    global _bf16_warned
+    if precision != "bf16":
+        return False
+    if device != "cpu" or native_bf16_cpu():
+        return True
+    if not _bf16_warned:
+        _bf16_warned = True
+        warnings.warn(f"precision='bf16': this CPU has no native bf16 in use (torch kernels "
+                      f"{torch.backends.cpu.get_cpu_capability()}), where it is emulated many times slower; "
+                      "features are computed in fp32", RuntimeWarning, stacklevel=3)
+    return False
+
+
 class FeatureExtractor:
     """Callable: images -> (N, dim) features. Cheap to build; the network loads on first use."""
 
     def __init__(self, backbone: str = "efficientnet-lite0", size: int = 224, input_scaling: str = "pm1",
                  stages: str = "last", batch_size: int | None = None, device: str = "cpu",
-                 progress: bool = False, engine: str = "auto"):
+                 progress: bool = False, engine: str = "auto", precision: str = "fp32"):
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
         if int(size) < MIN_SIZE:
@@ -144,10 +187,15 @@ class FeatureExtractor:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.engine = engine
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
 
     @property
     def resolved_engine(self) -> str:
-        """The engine that runs: "onnxruntime" or "torch" (see the module docstring)."""
+        """The engine that runs: "onnxruntime", "torch" or "torch-bf16" (see the module docstring)."""
+        if bf16_in_use(self.precision, resolve_device(self.device)):
+            return "torch-bf16"
         on_cpu = resolve_device(self.device) == "cpu"
         installed = onnxruntime_version() is not None and find_spec("onnx") is not None  # run; export
         if self.engine == "onnxruntime":
@@ -169,10 +217,22 @@ class FeatureExtractor:
         key = {"backbone": self.backbone, "size": self.size, "input_scaling": self.input_scaling,
                "stages": stages_label(self.stages), "weights_sha256": weights_sha256(self.backbone),
                "extractor_version": EXTRACTOR_VERSION}
-        if self.resolved_engine == "onnxruntime":  # torch's keys stay as they were: old caches still serve
-            key["engine"] = f"onnxruntime {onnxruntime_version()}"
-            key["batch"] = self.batch_size or ONNX_BATCH  # the last float bits depend on it
+        engine = self.resolved_engine
+        if engine != "torch":  # torch's keys stay as they were: old caches still serve
+            key["engine"] = f"onnxruntime {onnxruntime_version()}" if engine == "onnxruntime" else engine
+            key["batch"] = self.per_call(resolve_device(self.device))  # the last float bits depend on it
+        if engine == "torch-bf16":
+            key["precision"] = "bf16"
         return key
+
+    def per_call(self, device: str) -> int:
+        """Images per network call: `batch_size`, else the engine's fastest."""
+        engine = self.resolved_engine
+        if self.batch_size:
+            return self.batch_size
+        if engine == "onnxruntime":
+            return ONNX_BATCH
+        return BF16_BATCH if engine == "torch-bf16" else DEFAULT_BATCH[torch.device(device).type != "cpu"]
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """A float batch in [-1, 1] -> the network's input: 3 channels, size x size, scaled."""
@@ -190,12 +250,12 @@ class FeatureExtractor:
         return x.contiguous()
 
     def _run(self, images, head, progress: bool | None = None) -> np.ndarray:
+        """`head(net, x, per_call)`: a prepared chunk (a whole number of calls) -> its features."""
         if len(images) == 0:
             raise ValueError("no images to extract features from")
         device = resolve_device(self.device)
         net = load_backbone(self.backbone, device)
-        per_call = self.batch_size or (ONNX_BATCH if self.resolved_engine == "onnxruntime"
-                                       else DEFAULT_BATCH[torch.device(device).type != "cpu"])
+        per_call = self.per_call(device)
         # ONNX Runtime's small calls: the input is prepared for several at once (its per-call cost
         # in torch was a third of the time at 128 px); the calls see the same images either way
         chunk = per_call * (PREPARED_CALLS if self.resolved_engine == "onnxruntime" else 1)
@@ -209,25 +269,46 @@ class FeatureExtractor:
                 n, padded = len(batch), -(-len(batch) // per_call) * per_call
                 if n < padded:  # pad: convolutions give bitwise other results at other batch sizes
                     batch = torch.cat([batch, batch[-1:].expand(padded - n, -1, -1, -1)])
-                x = self.prepare(batch)
-                features = torch.cat([head(net, x[j:j + per_call]) for j in range(0, padded, per_call)])
-                out.append(features[:n].float().cpu())
+                out.append(head(net, self.prepare(batch), per_call)[:n].float().cpu())
         return torch.cat(out).numpy()
+
+    def _frozen(self, _net, x: torch.Tensor, per_call: int) -> torch.Tensor:
+        """ONNX Runtime: with several threads and enough calls, one single-threaded run per thread
+        at once (1.1-1.2x one run on all threads: no synchronisation inside each operator;
+        docs/pretrained.md), else one run on all threads. Either gives the same features."""
+        threads = torch.get_num_threads()
+        calls = [x[j:j + per_call].numpy() for j in range(0, len(x), per_call)]
+        parallel = threads > 1 and len(calls) >= threads
+        session = onnx_session(self.backbone, self.size, self.stages, per_call, 1 if parallel else threads)
+        run = lambda call: session.run(None, {"images": call})[0]  # noqa: E731
+        if parallel:
+            with ThreadPoolExecutor(threads) as pool:  # ONNX Runtime lets go of the GIL while it runs
+                return torch.from_numpy(np.concatenate(list(pool.map(run, calls))))
+        return torch.from_numpy(np.concatenate([run(call) for call in calls]))
+
+    def _bf16(self, _net, x: torch.Tensor, per_call: int) -> torch.Tensor:
+        device = str(x.device)
+        module = bf16_module(self.backbone, self.size, self.stages, per_call, device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return torch.cat([module(x[j:j + per_call]).float() for j in range(0, len(x), per_call)])
 
     def __call__(self, images, progress: bool | None = None) -> np.ndarray:
         """(N, C, H, W) uint8 or float in [-1, 1], array or tensor -> (N, dim) float32.
         `progress`: a bar over batches (None = the extractor's setting)."""
-        if self.resolved_engine == "onnxruntime":
-            def frozen(_net, x):
-                session = onnx_session(self.backbone, self.size, self.stages, len(x), torch.get_num_threads())
-                return torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
-            return self._run(images, frozen, progress)
-        return self._run(images, lambda net, x: _Pooled(net, self.stages)(x), progress)
+        engine = self.resolved_engine
+        if engine == "onnxruntime":
+            return self._run(images, self._frozen, progress)
+        if engine == "torch-bf16":
+            return self._run(images, self._bf16, progress)
+        return self._run(images, lambda net, x, per_call: torch.cat(
+            [_Pooled(net, self.stages)(x[j:j + per_call]) for j in range(0, len(x), per_call)]), progress)
 
     def logits(self, images, progress: bool | None = None) -> np.ndarray:
         """ImageNet class logits (N, 1000), with the same preprocessing; for sanity checks."""
-        return self._run(images, lambda net, x: net(x), progress)
+        return self._run(images, lambda net, x, per_call: torch.cat(
+            [net(x[j:j + per_call]) for j in range(0, len(x), per_call)]), progress)
 
     def __repr__(self) -> str:
         return (f"FeatureExtractor({self.backbone!r}, size={self.size}, input_scaling={self.input_scaling!r}, "
-                f"stages={stages_label(self.stages)!r}, engine={self.engine!r})")
+                f"stages={stages_label(self.stages)!r}, engine={self.engine!r}, precision={self.precision!r})")

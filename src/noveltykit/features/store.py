@@ -23,6 +23,8 @@ def image_digests(images: np.ndarray) -> list[bytes]:
 def exact_uint8(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images, mask of the rows whose [-1, 1] scaling is exactly x): the others are floats
     that no uint8 image gives, and must not borrow a rounded neighbour's features."""
+    if x.dtype == torch.uint8:
+        return x.numpy(), np.ones(len(x), dtype=bool)
     q = ((x + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
     exact = (to_float(q) == x).flatten(1).all(1)
     return q.numpy(), exact.numpy()
@@ -48,7 +50,7 @@ class FeatureStore:
             self._rows.setdefault(digest, (block, row))
 
     def features(self, x: torch.Tensor, extractor) -> np.ndarray:
-        """Features of float images x in [-1, 1]: stored rows where known, `extractor` for the rest."""
+        """Features of images x (uint8, or float in [-1, 1]): stored rows where known, `extractor` for the rest."""
         if extractor.key() != self.key:
             raise ValueError("this feature store holds features of another extractor "
                              f"({self.key}), not of {extractor.key()}")

@@ -9,30 +9,10 @@ instructions (and torch running its AVX-512 kernels), gets bf16 as asked.
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
 
 import torch
 
-NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-
-
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def native_bf16_cpu() -> bool:
-    """True when this CPU computes bf16 in hardware and torch runs the kernels that use it."""
-    return torch.backends.cpu.get_cpu_capability().startswith("AVX512") and bool(NATIVE_BF16_FLAGS & cpu_flags())
-
+from ..hardware import native_bf16_cpu
 
 _warned = False
 
