@@ -45,6 +45,8 @@ FAST_PARAMS = {"ocsvm": {"max_train": 200}, "ede-gan": GAN_FAST, "ed-gan": GAN_F
                "vae": {**CONV_FAST, "code": 8}, "deep-svdd": {**AE_FAST, "width": 8, "pretrain_epochs": 2},
                "kdgan": KDGAN_FAST, "feat-knn": FEAT_FAST, "feat-gauss": FEAT_FAST,
                "feat-ocsvm": {**FEAT_FAST, "max_train": 200}, "feat-bayes": {**FEAT_FAST, "n_components": 8},
+               "feat-msc": {**FEAT_FAST, "epochs": 2, "batch_size": 16, "frozen_blocks": 12},
+               "feat-panda": {**FEAT_FAST, "epochs": 2, "batch_size": 16, "frozen_blocks": 12},
                "selfsup": {"epochs": 3, "batch_size": 8}, "certainty": {"epochs": 5, "batch_size": 8},
                "bayes-factor": {"n_components": 8}, "gan-disc": {"width": 8, "code": 16, "epochs": 5, "batch_size": 8}}
 

@@ -13,8 +13,9 @@ features: the backbone of the `feat-*` detectors, fine-tuned on normal images on
                  Score: mean Euclidean distance to the k nearest adapted training features.
 
 What both share, and why:
-- the stem and the first `frozen_blocks` of the 16 blocks keep their ImageNet weights (run without
-  gradient: measured 1.7x faster a step with 6 frozen, docs/pretrained.md);
+- the stem and the first `frozen_blocks` blocks (of Lite0's 16, Lite1's and Lite2's 21) keep their
+  ImageNet weights, run without gradient (measured 1.7x faster a step with 6 of 16 frozen,
+  docs/pretrained.md);
 - BatchNorm keeps ImageNet's running statistics throughout: CPU batches of 32 would give poor
   ones, and the features the centre was taken from stay comparable;
 - channels-last fp32: the fastest training layout on the CPUs measured (bf16 autocast did not pay);
@@ -31,6 +32,7 @@ from torch import nn
 from ..data.transforms import random_colour_jitter, random_resized_crops
 from ..features.extractor import FeatureExtractor, load_backbone
 from ..features.weights import weights_sha256
+from ..nets.efficientnet_lite import lite_spec
 from .registry import register
 from .torch_base import TrainedDetector
 
@@ -96,8 +98,10 @@ class FineTunedFeatureDetector(TrainedDetector):
         self.size, self.input_scaling, self.backbone = int(size), input_scaling, backbone
         self.frozen_blocks, self.k = int(frozen_blocks), int(k)
         FeatureExtractor(backbone, self.size, input_scaling)  # checks them
-        if not 0 <= self.frozen_blocks <= 16:
-            raise ValueError(f"frozen_blocks must be in [0, 16] (Lite0 has 16 blocks), got {frozen_blocks}")
+        blocks = sum(group[0] for group in lite_spec(backbone).blocks)
+        if not 0 <= self.frozen_blocks <= blocks:
+            raise ValueError(f"frozen_blocks must be in [0, {blocks}] ({backbone} has {blocks} blocks), "
+                             f"got {frozen_blocks}")
         if self.k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         super().__init__(epochs=epochs, batch_size=batch_size, lr=lr, **base)
@@ -164,7 +168,7 @@ class FeatMSCDetector(FineTunedFeatureDetector):
     """Mean-Shifted Contrastive fine-tuning, scored by cosine kNN (k=2). Ignores `y`."""
 
     name = "feat-msc"
-    summary = "ImageNet features fine-tuned by a mean-shifted contrastive loss; kNN"
+    summary = "ImageNet features tuned by mean-shifted contrast; kNN"
 
     def __init__(self, temperature: float = 0.25, angular: bool = True, **tuned):
         if not float(temperature) > 0 or float(temperature) == float("inf"):
@@ -191,7 +195,7 @@ class FeatPANDADetector(FineTunedFeatureDetector):
     """PANDA's compactness fine-tuning, scored by Euclidean kNN (k=2). Ignores `y`."""
 
     name = "feat-panda"
-    summary = "ImageNet features fine-tuned towards their centre (PANDA); kNN"
+    summary = "ImageNet features tuned towards their centre; kNN"
     normalise = False
 
     def __init__(self, pull: float = 0.0, **tuned):

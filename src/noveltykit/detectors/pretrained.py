@@ -39,11 +39,13 @@ class FeatureDetector(Detector):
 
     def __init__(self, size: int = 224, input_scaling: str = "pm1", stages: str = "last",
                  backbone: str = "efficientnet-lite0", batch_size: int | None = None, precision: str = "fp32",
-                 **base):
+                 tta: str = "none", stage_norm: bool = False, **base):
         """`precision="bf16"`: features in bf16 where the CPU computes it natively (faster, not
-        equal: docs/pretrained.md measures the AUROC change); fp32 elsewhere, with a warning."""
+        equal: docs/pretrained.md measures the AUROC change); fp32 elsewhere, with a warning.
+        `tta="flip"`: each image's features averaged with its horizontal mirror's; `stage_norm`:
+        every pooled stage scaled to unit L2 norm before concatenation (docs/pretrained.md)."""
         super().__init__(**base)
-        self.precision = precision
+        self.precision, self.tta, self.stage_norm = precision, tta, stage_norm
         self.size, self.input_scaling, self.backbone = int(size), input_scaling, backbone
         self.stages = stages_label(parse_stages(stages))  # canonical: '5+last' however spelt
         self.batch_size = None if batch_size is None else int(batch_size)
@@ -74,7 +76,8 @@ class FeatureDetector(Detector):
         """Built from the current parameters (cheap: the network is loaded once per process)."""
         return FeatureExtractor(self.backbone, self.size, self.input_scaling, self.stages,
                                 self.batch_size, self.context.torch_device, self.context.progress,
-                                engine=self.context.feature_engine, precision=self.precision)
+                                engine=self.context.feature_engine, precision=self.precision,
+                                tta=self.tta, stage_norm=self.stage_norm)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         extractor = self.extractor()

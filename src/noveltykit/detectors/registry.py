@@ -25,6 +25,8 @@ FAMILIES = {
     "vae": "vae", "deep-svdd": "deep_svdd", "selfsup": "selfsup", "certainty": "certainty",
     "ed-gan": "ede_gan", "edhat-gan": "ede_gan", "ede-gan": "ede_gan", "kdgan": "kdgan", "gan-disc": "gan_disc",
     "feat-knn": "pretrained", "feat-gauss": "pretrained", "feat-ocsvm": "pretrained", "feat-bayes": "pretrained",
+    "feat-msc": "finetuned", "feat-panda": "finetuned",
+    "ensemble": "ensemble",
 }
 
 

