@@ -94,3 +94,23 @@ def test_the_pull_keeps_panda_near_its_pretrained_weights():
 def test_bad_parameters_are_named(name, bad, match):
     with pytest.raises(ValueError, match=match):
         detectors.make(name, **bad)
+
+
+@needs_weights
+@pytest.mark.parametrize("method", ["feat-msc:size=32,epochs=1,batch_size=8,frozen_blocks=14",
+                                    "ensemble:members=feat-panda/size=32/epochs=1/frozen_blocks=14+knn"])
+def test_fit_and_score_from_the_command_line(tmp_path, method):
+    from PIL import Image
+
+    from noveltykit.cli import main
+    for folder, seed in (("normal", 0), ("new", 1)):
+        (tmp_path / folder).mkdir()
+        for i, img in enumerate(_images(12, seed=seed)):
+            Image.fromarray(np.moveaxis(img, 0, -1)).save(tmp_path / folder / f"{i}.png")
+    model = tmp_path / "model"
+    assert main(["fit", "--method", method, "--train", str(tmp_path / "normal"), "--out", str(model), "--quiet"]) == 0
+    assert main(["score", str(model), str(tmp_path / "new"), "--out", str(tmp_path / "s.csv"), "--quiet"]) == 0
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert len(rows) == 13 and all(np.isfinite(float(r.split(",")[1])) for r in rows[1:])
+    reloaded = detectors.load(model)
+    assert reloaded.get_params()["random_state"] == 0
