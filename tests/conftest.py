@@ -28,6 +28,15 @@ def make_blobs_dataset(n_train: int = 60, n_test: int = 30, n_classes: int = 3, 
                         class_names=[f"c{i}" for i in range(n_classes)], source="synthetic")
 
 
+def smooth_colour_images(n: int = 12, size: int = 40, seed: int = 0) -> np.ndarray:
+    """uint8 colour images with structure (noise alone makes every pretrained feature tiny)."""
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0, 1, size)
+    base = np.stack([np.outer(np.sin(6 * grid + c), np.cos(4 * grid - c)) for c in range(3)])
+    x = 127.5 + 100 * base[None] * rng.uniform(0.3, 1, (n, 3, 1, 1)) + rng.normal(0, 12, (n, 3, size, size))
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
 def template_images(n: int, channels: int = 1, noise: float = 0.1, seed: int = 0) -> torch.Tensor:
     """(n, channels, 32, 32) float images in [-1, 1]: one random template plus noise, so a GAN
     learns them in a few steps (the GAN and distillation tests' data)."""

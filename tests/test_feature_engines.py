@@ -8,18 +8,13 @@ from noveltykit import detectors
 from noveltykit.detectors.context import RunContext
 from noveltykit.features.extractor import FEATURE_TOLERANCE, FeatureExtractor, onnxruntime_version
 
-from conftest import needs_weights
+from conftest import needs_weights, smooth_colour_images
 
 pytestmark = [needs_weights, pytest.mark.skipif(onnxruntime_version() is None, reason="onnxruntime not installed")]
 
 
 def _images(n=12, size=40, seed=0):
-    """Smooth colour images with structure (noise alone makes every feature tiny)."""
-    rng = np.random.default_rng(seed)
-    grid = np.linspace(0, 1, size)
-    base = np.stack([np.outer(np.sin(6 * grid + c), np.cos(4 * grid - c)) for c in range(3)])
-    x = 127.5 + 100 * base[None] * rng.uniform(0.3, 1, (n, 3, 1, 1)) + rng.normal(0, 12, (n, 3, size, size))
-    return np.clip(x, 0, 255).astype(np.uint8)
+    return smooth_colour_images(n, size, seed)
 
 
 @pytest.mark.parametrize("size, stages", [(224, "last"), (64, "4+last")])

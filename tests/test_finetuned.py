@@ -10,15 +10,11 @@ from noveltykit import detectors
 from noveltykit.data.transforms import random_colour_jitter, random_resized_crops
 from noveltykit.features.extractor import load_backbone
 
-from conftest import needs_weights
+from conftest import needs_weights, smooth_colour_images
 
 
 def _images(n=24, size=32, seed=0):
-    rng = np.random.default_rng(seed)
-    grid = np.linspace(0, 1, size)
-    base = np.stack([np.outer(np.sin(6 * grid + c), np.cos(4 * grid - c)) for c in range(3)])
-    x = 127.5 + 100 * base[None] * rng.uniform(0.3, 1, (n, 3, 1, 1)) + rng.normal(0, 12, (n, 3, size, size))
-    return np.clip(x, 0, 255).astype(np.uint8)
+    return smooth_colour_images(n, size, seed)
 
 
 def test_a_whole_unmirrored_crop_is_a_resize_and_draws_are_seeded():
