@@ -1,5 +1,6 @@
-"""Detectors on pretrained ImageNet features: a frozen EfficientNet-Lite0 turns each image into a
-pooled feature vector (`features.FeatureExtractor`), and a vector head scores it.
+"""Detectors on pretrained ImageNet features: a frozen EfficientNet-Lite (0, 1 or 2, `backbone`)
+turns each image into a pooled feature vector (`features.FeatureExtractor`), and a vector head
+scores it.
 
     feat-knn     mean cosine (or Euclidean) distance to the k nearest normal feature vectors
     feat-gauss   squared Mahalanobis distance, Ledoit-Wolf shrinkage covariance
