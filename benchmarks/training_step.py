@@ -22,21 +22,12 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from extraction_bound import sgemm_gflops  # the same bound, measured the same way (this folder is on the path)
+
 from noveltykit.allocator import keep_freed_memory
 from noveltykit.experiments.provenance import cpu_model, machine
 from noveltykit.features.extractor import load_backbone
 from noveltykit.hardware import native_bf16_cpu
-
-
-def matmul_gflops(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e9
 
 
 class Trainee(torch.nn.Module):
@@ -107,9 +98,9 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     native = native_bf16_cpu()
-    bounds = {"fp32": matmul_gflops(torch.float32)}
+    bounds = {"fp32": sgemm_gflops()}
     if native:
-        bounds["bf16"] = matmul_gflops(torch.bfloat16)
+        bounds["bf16"] = sgemm_gflops(dtype=torch.bfloat16)
     rows = [(frozen, layout, precision) for frozen in map(int, args.frozen.split(","))
             for layout in ("contiguous", "channels_last") for precision in bounds]
     steps = {row: make_step(row[0], row[1] == "channels_last", row[2] == "bf16") for row in rows}

@@ -27,8 +27,8 @@ other's.
 Precision (`precision`): "fp32" (the default) or "bf16", where the CPU computes bf16 natively
 (AVX512-BF16 or AMX, `hardware.native_bf16_cpu`) or on a GPU: the backbone traced and frozen by
 TorchScript under bf16 autocast, channels-last, 16 images a call: 1.1x ONNX Runtime's fp32 rate on
-two idle Xeon cores, slower on shared ones; its features differ from fp32's by up to a quarter of
-the largest, its AUROC by up to 0.003 (docs/pretrained.md), so it is not the default. Elsewhere
+two idle Xeon cores, slower on shared ones; its features are not within FEATURE_TOLERANCE of
+fp32's, its AUROC moved by up to 0.003 (docs/pretrained.md), so it is not the default. Elsewhere
 bf16 is emulated, many times slower: it warns once and runs fp32.
 """
 from __future__ import annotations
@@ -306,7 +306,7 @@ class FeatureExtractor:
     def _frozen(self, _net, x: torch.Tensor, per_call: int) -> torch.Tensor:
         """ONNX Runtime: with several threads and enough calls, one single-threaded run per thread
         at once (1.1-1.2x one run on all threads: no synchronisation inside each operator;
-        docs/pretrained.md), else one run on all threads. Either gives the same features."""
+        benchmarks/onnx_threads.py), else one run on all threads. Either gives the same features."""
         threads = torch.get_num_threads()
         calls = [x[j:j + per_call].numpy() for j in range(0, len(x), per_call)]
         parallel = threads > 1 and len(calls) >= threads
