@@ -42,8 +42,8 @@ import numpy as np
 
 from .base import Detector
 from .context import RunContext
-from .registry import _REGISTRY, FAMILIES, detector_class, make, register
-from .specs import _parse_value
+from .registry import detector_class, is_known, make, register
+from .specs import parse_value
 
 MEMBER_SEP, PARAM_SEP = "+", "/"
 COMBINES = ("zscore", "rank")
@@ -53,11 +53,6 @@ STD_FLOOR = 1e-9  # relative: a member's std is at least STD_FLOOR * max(1, |mea
 
 
 # --- the members spec -------------------------------------------------------------------------------
-def _known(name: str) -> bool:
-    """A detector name the registry knows, without importing any family."""
-    return name in FAMILIES or name in _REGISTRY
-
-
 def _render(value: Any) -> str:
     if value is None:
         return "none"
@@ -74,7 +69,7 @@ def _split_members(text: str) -> list[str]:
     pieces: list[str] = []
     for piece in text.split(MEMBER_SEP):
         name = piece.split(PARAM_SEP, 1)[0].strip()
-        if pieces and PARAM_SEP in pieces[-1] and not _known(name):
+        if pieces and PARAM_SEP in pieces[-1] and not is_known(name):
             pieces[-1] += MEMBER_SEP + piece
         else:
             pieces.append(piece)
@@ -96,7 +91,7 @@ def _parse_member(text: str, whole: str) -> tuple[str, dict]:
                              "(a member's parameters: name/key=value/key=value)")
         if key in params:
             raise ValueError(f"members {whole!r}: member {name!r} gives {key!r} twice")
-        params[key] = _parse_value(value.strip())
+        params[key] = parse_value(value.strip())
     return name, params
 
 

@@ -35,6 +35,11 @@ def _import_family(name: str) -> None:
         importlib.import_module(f"{__package__}.{FAMILIES[name]}")
 
 
+def is_known(name: str) -> bool:
+    """Whether `name` is a detector's, built in or registered, without importing any family."""
+    return name in FAMILIES or name in _REGISTRY
+
+
 def register(cls: type[Detector]) -> type[Detector]:
     """Class decorator: file a detector under its `name`."""
     if not cls.name:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-def _parse_value(text: str):
+def parse_value(text: str):
     low = text.lower()
     if low in ("none", "null"):
         return None
@@ -32,7 +32,7 @@ class MethodSpec:
             key, eq, value = item.partition("=")
             if not eq or not key:
                 raise ValueError(f"method spec {spec!r}: expected name:key=value,key=value")
-            params.append((key.strip(), _parse_value(value.strip())))
+            params.append((key.strip(), parse_value(value.strip())))
         if not name:
             raise ValueError(f"method spec {spec!r} has no detector name")
         return cls(name.strip(), tuple(params))

@@ -35,7 +35,7 @@ from ..data.images import ImageDataset
 from ..data.protocols import dev_split
 from ..detectors import make
 from ..detectors.context import RunContext
-from ..detectors.specs import MethodSpec, _parse_value
+from ..detectors.specs import MethodSpec, parse_value
 from ..fileio import atomic_write_bytes, atomic_write_json, run_once
 from . import provenance
 from .bench import resolve_classes
@@ -221,7 +221,7 @@ def _parse_grid(grid: dict) -> dict:
         key = str(key).strip()
         if not key or isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
             raise ValueError(f"grid {key!r}: expected a param name and a list of values, got {values!r}")
-        values = [_parse_value(v.strip()) if isinstance(v, str) else v for v in values]
+        values = [parse_value(v.strip()) if isinstance(v, str) else v for v in values]
         if not values:
             raise ValueError(f"grid {key!r}: no values")
         if any(a == b for i, a in enumerate(values) for b in values[:i]):
