@@ -30,6 +30,8 @@ def test_bench_writes_results_table_and_plots(tmp_path):
                 "fit_seconds", "score_seconds", "versions", "git_commit"):
         assert key in r
     assert r["params"]["k"] == 3 and r["versions"]["torch"]
+    # the process's memory high-water mark: a test process holds torch, so well above 50 MiB
+    assert 0.05 < r["process_peak_rss_gib"] < 64
     assert all(x["auroc"] > 0.9 for x in saved)
     table = (tmp_path / "table.md").read_text()
     assert "**MEAN**" in table and "knn:k=3" in table and "±" in table  # two seeds: mean ± std

@@ -104,6 +104,7 @@ def test_the_sweep_never_reads_a_test_image(tmp_path, blobs):
     assert trial["dev_auroc_curve"] == [], "no per-epoch curve unless asked for"
     assert trial["n_train"] == 54 and trial["n_dev"] == 6 + 120 and trial["n_dev_novel"] == 120
     assert "no test image read" in trial["split"] and trial["params"]["lr"] in (0.001, 0.01)
+    assert 0.05 < trial["process_peak_rss_gib"] < 64  # the fit's process high-water mark, GiB
 
 
 # --- (c) rules ---------------------------------------------------------------------------------------

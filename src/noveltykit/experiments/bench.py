@@ -32,7 +32,7 @@ from ..features.store import dataset_feature_store
 from ..fileio import BUSY, DONE, atomic_write_bytes, atomic_write_json, remove_tree_inside, run_once, safe_name
 from .cellstore import EXPERIMENT_FIELDS, CellStore, cell_id, cell_key, load_results  # noqa: F401 (API)
 from .executors import ExecutorConfig, run_each
-from .provenance import git_commit, machine, package_versions
+from .provenance import git_commit, machine, package_versions, peak_rss_gib
 from .tracking import summary_writer, write_cell_events
 
 @dataclass
@@ -148,7 +148,7 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
         "n_train": len(train_x), "n_val": len(val_x), "n_test": len(test_x),
         "n_test_novel": int(is_novel.sum()), "val_fraction": val_fraction,
         "device": device or "cpu",  # how it ran, not what it is: not among the params
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "process_peak_rss_gib": peak_rss_gib(),
         **detector.fit_report(),  # e.g. a trained detector's history and selected epoch
     }
     for role, other in detector.companions().items():  # e.g. a distilled student's teacher, same cell

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import subprocess
 from pathlib import Path
 
@@ -49,3 +50,9 @@ def machine() -> dict[str, object]:
             "cpu_kernels": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16_cpu(),
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
             **({"cuda_device": torch.cuda.get_device_name()} if torch.cuda.is_available() else {})}
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far, GiB (Linux counts ru_maxrss in KiB): recorded
+    with each cell, an upper bound on what that cell needed (earlier cells of the process count)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -330,7 +330,8 @@ def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> d
     seconds = time.perf_counter() - t0
     record = {**expect, "params": point.params,
               "dev_auroc_last": auroc(y_dev, detector.decision_function(x_dev)),
-              "dev_auroc_curve": curve, "seconds": seconds, "n_train": len(x), "n_dev": len(y_dev),
+              "dev_auroc_curve": curve, "seconds": seconds, "process_peak_rss_gib": provenance.peak_rss_gib(),
+              "n_train": len(x), "n_dev": len(y_dev),
               "n_dev_novel": int(y_dev.sum()), "split": SPLIT_NOTE, "device": detector.context.torch_device,
               "val_loss": [h["val_loss"] for h in detector.fit_report().get("history", [])]}
     for role, other in detector.companions().items():  # e.g. a student's teacher: the bar it aims at
