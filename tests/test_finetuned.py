@@ -110,3 +110,41 @@ def test_fit_and_score_from_the_command_line(tmp_path, method):
     assert len(rows) == 13 and all(np.isfinite(float(r.split(",")[1])) for r in rows[1:])
     reloaded = detectors.load(model)
     assert reloaded.get_params()["random_state"] == 0
+
+
+@needs_weights
+def test_a_fitted_feat_msc_is_served_with_the_scores_of_score(tmp_path):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    from PIL import Image
+
+    from noveltykit.apply.fit import fit_folder
+    from noveltykit.apply.score import score_files
+    from noveltykit.apply.serve import create_app
+    from test_serve import png, request, running
+    (tmp_path / "normal").mkdir()
+    for i, img in enumerate(_images(12)):
+        Image.fromarray(np.moveaxis(img, 0, -1)).save(tmp_path / "normal" / f"{i}.png")
+    model = tmp_path / "model"
+    fit_folder("feat-msc:size=32,epochs=1,batch_size=8,frozen_blocks=14", tmp_path / "normal", model, progress=False)
+    uploads = [(f"new{i}.png", png(np.moveaxis(img, 0, -1))) for i, img in enumerate(_images(3, seed=1))]
+    for name, data in uploads:
+        (tmp_path / name).write_bytes(data)
+    expected = score_files(detectors.load(model), [tmp_path / n for n, _ in uploads], progress=False)
+    with running(create_app(model)) as url:
+        status, body = request(f"{url}/v1/score", uploads)
+    assert status == 200 and body["results"]
+    for row, want in zip(body["results"], expected):
+        assert row["score"] == pytest.approx(want.score, rel=1e-5, abs=1e-6), row
+
+
+@needs_weights
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_model_fine_tuned_on_cuda_scores_alike_on_the_cpu(tmp_path):
+    from noveltykit.detectors.context import RunContext
+    x = _images()
+    gpu = detectors.make("feat-msc", size=32, epochs=1, batch_size=8, frozen_blocks=12, lr=1e-3)
+    gpu.configure(RunContext(device="cuda")).fit(x[:16], x[16:20])
+    assert gpu.context.torch_device.startswith("cuda")
+    gpu.save(tmp_path / "m")
+    cpu = detectors.load(tmp_path / "m")
+    np.testing.assert_allclose(cpu.decision_function(x[20:]), gpu.decision_function(x[20:]), rtol=1e-3, atol=1e-4)
