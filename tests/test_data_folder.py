@@ -204,3 +204,159 @@ def test_empty_folder_explains_layout(tmp_path):
         load_folder(root)
     with pytest.raises(ValueError, match="does not exist"):
         load_folder(tmp_path / "nowhere")
+
+
+# --- MVTec AD's layout ----------------------------------------------------------------------------
+
+def grey(value: int, size=(20, 20)) -> Image.Image:
+    return Image.new("L", size, value)
+
+
+def block_mask(rows: slice, cols: slice, on: int = 255) -> Image.Image:
+    values = np.zeros((20, 20), np.uint8)
+    values[rows, cols] = on
+    return Image.fromarray(values)
+
+
+def make_mvtec(root: Path) -> Path:
+    """20x20 grey images, each of its own grey level: train/good/ 3, test/good/ 2, test/crack/ 2
+    with masks (000 marks rows and columns 0-3 as 0/255, 001 rows and columns 10-19 as 0/1),
+    test/scratch/ 1 with no ground_truth folder."""
+    for i in range(3):
+        save(root / "train" / "good" / f"{i:03}.png", grey(10 + i))
+    for i in range(2):
+        save(root / "test" / "good" / f"{i:03}.png", grey(50 + i))
+    save(root / "test" / "crack" / "000.png", grey(200))
+    save(root / "test" / "crack" / "001.png", grey(201))
+    save(root / "test" / "scratch" / "000.png", grey(240))
+    save(root / "ground_truth" / "crack" / "000_mask.png", block_mask(slice(0, 4), slice(0, 4)))
+    save(root / "ground_truth" / "crack" / "001_mask.png", block_mask(slice(10, 20), slice(10, 20), on=1))
+    return root
+
+
+def test_mvtec_layout_kinds_labels_and_masks(tmp_path):
+    ds = load_dataset(f"folder:{make_mvtec(tmp_path / 'bottle')}", size=10, progress=False)
+    assert ds.class_names == ["normal", "novel"] and ds.train_x.shape == (3, 1, 10, 10)
+    assert ds.train_groups is None  # train/good/ alone is no set of classes
+    assert ds.info["test_files"] == ["test/good/000.png", "test/good/001.png", "test/crack/000.png",
+                                     "test/crack/001.png", "test/scratch/000.png"]
+    assert ds.test_kinds.tolist() == ["good", "good", "crack", "crack", "scratch"]
+    assert ds.test_y.tolist() == [0, 0, 1, 1, 1]
+    assert ds.test_x[:, 0, 0, 0].tolist() == [50, 51, 200, 201, 240]
+    assert ds.info["defect_kinds"] == ["crack", "scratch"] and ds.info["unmasked_kinds"] == ["scratch"]
+    # 20 -> 10 by nearest neighbour keeps every other pixel: rows 0-3 -> 0-1, rows 10-19 -> 5-9
+    expected = np.zeros((5, 10, 10), np.uint8)
+    expected[2, :2, :2] = 1
+    expected[3, 5:, 5:] = 1
+    assert ds.test_masks.dtype == np.uint8 and ds.test_masks.shape == (5, 10, 10)
+    np.testing.assert_array_equal(ds.test_masks, expected)
+    assert ds.test_has_mask.tolist() == [True, True, True, True, False]
+    assert ds.info["masks_emptied_by_resize"] == []
+    np.testing.assert_array_equal(ds.pixel_masks(np.array([0, 3])), expected[[0, 3]])
+    with pytest.raises(ValueError, match="test images of kind scratch have no ground-truth masks"):
+        ds.pixel_masks()
+    # one-vs-rest on the normal class: every defect kind is novel
+    from noveltykit.data.protocols import make_split
+    assert make_split(ds, "one-vs-rest", "normal").test_is_novel.tolist() == [False, False, True, True, True]
+
+
+def test_mvtec_masks_resized_up_stay_binary(tmp_path):
+    ds = load_folder(make_mvtec(tmp_path / "m"), size=40)
+    assert set(np.unique(ds.test_masks)) == {0, 1}
+    assert ds.test_masks[2].sum() == 8 * 8 and ds.test_masks[2, :8, :8].all()  # 4x4 of 20 -> 8x8 of 40
+    assert ds.test_masks[3].sum() == 20 * 20 and not ds.test_masks[[0, 1, 4]].any()
+
+
+def test_a_defect_thinner_than_the_resize_step_is_listed(tmp_path):
+    root = make_mvtec(tmp_path / "m")
+    save(root / "ground_truth" / "crack" / "001_mask.png", block_mask(slice(0, 20), slice(0, 1)))  # column 0
+    ds = load_folder(root, size=10)  # keeps columns 1, 3, ..., 19
+    assert not ds.test_masks[3].any() and ds.info["masks_emptied_by_resize"] == ["ground_truth/crack/001_mask.png"]
+
+
+def test_mvtec_without_ground_truth_has_no_masks(tmp_path):
+    import shutil
+    root = make_mvtec(tmp_path / "m")
+    shutil.rmtree(root / "ground_truth")
+    ds = load_folder(root, size=10)
+    assert ds.test_masks is None and ds.test_has_mask is None and ds.test_kinds.tolist()[0] == "good"
+    with pytest.raises(ValueError, match="no ground-truth masks, so no pixel metrics"):
+        ds.pixel_masks()
+
+
+def test_first_layout_has_no_masks(tmp_path):
+    ds = load_folder(make_folder(tmp_path / "f"))
+    assert ds.test_masks is None and ds.test_has_mask is None and ds.test_kinds is None
+    assert "layout" not in ds.info
+
+
+def test_good_images_may_have_empty_masks(tmp_path):
+    root = make_mvtec(tmp_path / "m")
+    save(root / "ground_truth" / "good" / "000_mask.png", block_mask(slice(0, 0), slice(0, 0)))
+    save(root / "ground_truth" / "good" / "001_mask.png", block_mask(slice(0, 0), slice(0, 0)))
+    assert not load_folder(root, size=10).test_masks[:2].any()
+
+
+def _bad_size(root):
+    save(root / "ground_truth" / "crack" / "001_mask.png", Image.new("L", (16, 20)))
+
+
+def _orphan(root):
+    save(root / "ground_truth" / "crack" / "007_mask.png", block_mask(slice(0, 1), slice(0, 1)))
+
+
+def _misnamed(root):
+    (root / "ground_truth" / "crack" / "001_mask.png").rename(root / "ground_truth" / "crack" / "001.png")
+
+
+def _missing(root):
+    (root / "ground_truth" / "crack" / "001_mask.png").unlink()
+
+
+def _grey_levels(root):
+    save(root / "ground_truth" / "crack" / "001_mask.png", block_mask(slice(0, 4), slice(0, 4), on=128))
+
+
+def _soft_edges(root):
+    values = np.zeros((20, 20), np.uint8)
+    values[:4, :4], values[4, :4] = 255, 1
+    save(root / "ground_truth" / "crack" / "001_mask.png", Image.fromarray(values))
+
+
+def _unknown_kind(root):
+    save(root / "ground_truth" / "hole" / "000_mask.png", block_mask(slice(0, 1), slice(0, 1)))
+
+
+def _defect_in_good(root):
+    save(root / "ground_truth" / "good" / "001_mask.png", block_mask(slice(0, 1), slice(0, 1)))
+    save(root / "ground_truth" / "good" / "000_mask.png", block_mask(slice(0, 0), slice(0, 0)))
+
+
+def _loose_test_file(root):
+    save(root / "test" / "stray.png", grey(0))
+
+
+def _no_defects(root):
+    import shutil
+    for kind in ("crack", "scratch"):
+        shutil.rmtree(root / "test" / kind)
+    shutil.rmtree(root / "ground_truth")
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (_bad_size, r"ground_truth/crack/001_mask.png: mask is 16x20, its image \S*test/crack/001.png is 20x20"),
+    (_orphan, r"ground_truth/crack/007_mask.png: a mask with no matching image \(expected \S*test/crack/007"),
+    (_misnamed, r"ground_truth/crack/001.png: a mask with no matching image"),
+    (_missing, r"test/crack/001.png: no mask for it \(expected \S*ground_truth/crack/001_mask.png\)"),
+    (_grey_levels, r"crack/001_mask.png: mask of \S*test/crack/001.png is not binary \(values 0, 128"),
+    (_soft_edges, r"crack/001_mask.png: mask of \S*test/crack/001.png is not binary \(values 0, 1, 255"),
+    (_unknown_kind, r"ground_truth/hole/000_mask.png: a mask with no matching image: there is no test/hole/"),
+    (_defect_in_good, r"ground_truth/good/001_mask.png: marks defect pixels in \S*test/good/001.png"),
+    (_loose_test_file, r"test/stray.png is not in a folder of test/"),
+    (_no_defects, r"has good/ but no defect folder"),
+])
+def test_mvtec_errors_name_the_files(tmp_path, break_it, message):
+    root = make_mvtec(tmp_path / "m")
+    break_it(root)
+    with pytest.raises(ValueError, match=message):
+        load_folder(root, size=10)

@@ -96,6 +96,9 @@ def test_the_sweep_never_reads_a_test_image(tmp_path, blobs):
         _ = view.test_x
     with pytest.raises(RuntimeError, match="test_y"):
         _ = view.test_y
+    for read in (lambda: view.test_masks, lambda: view.test_kinds, view.pixel_masks):
+        with pytest.raises(RuntimeError, match="training images only"):
+            read()
     cfg = SweepConfig(dataset="blobs", method=AE_TINY, grid={"lr": ["0.001", "0.01"]}, classes=[1],
                       out=str(tmp_path), image_size=8)
     result = run_sweep(cfg, NoTest(blobs), progress=False)

@@ -79,3 +79,83 @@ def precision_at_n(labels, scores, n: int | None = None) -> float:
 def all_metrics(labels, scores) -> dict[str, float]:
     return {"auroc": auroc(labels, scores), "aupr": aupr(labels, scores),
             "fpr95": fpr_at_tpr(labels, scores, 0.95), "prec_at_n": precision_at_n(labels, scores)}
+
+
+# --- pixel metrics: where the novelty is ----------------------------------------------------------
+
+def _check_pixels(masks, maps) -> tuple[np.ndarray, np.ndarray]:
+    """(bool masks, float maps), both (N, H, W): ground truth (1 = defect pixel) and anomaly maps."""
+    masks, maps = np.asarray(masks), np.asarray(maps)
+    if masks.shape != maps.shape or masks.ndim != 3:
+        raise ValueError(f"masks {masks.shape} and maps {maps.shape} must have one shape, (N, H, W)")
+    if masks.dtype != bool and not np.isin(masks, (0, 1)).all():
+        raise ValueError("masks must be 0/1 or bool (1 = defect pixel)")
+    if not np.issubdtype(maps.dtype, np.floating):
+        maps = maps.astype(np.float64)
+    if not np.isfinite(maps).all():
+        raise ValueError("maps contain NaN or inf")
+    masks = masks.astype(bool)
+    if not masks.any():
+        raise ValueError("masks have no defect pixels: pixel metrics need at least one")
+    if masks.all():
+        raise ValueError("masks have no normal pixels: pixel metrics need at least one")
+    return masks, maps
+
+
+def pixel_auroc(masks, maps) -> float:
+    """AUROC over every pixel of every image, defect pixels (mask 1) against normal ones (mask 0);
+    good images, with all-zero masks, add only normal pixels. A large defect weighs as many of
+    its pixels, a small one little: `pro_auc` weighs every defect alike."""
+    masks, maps = _check_pixels(masks, maps)
+    return auroc(masks.ravel(), maps.ravel())
+
+
+def _region_weights(masks: np.ndarray) -> tuple[np.ndarray, int]:
+    """(each pixel's 1 / the size of its defect region, 0 off the regions; the number of regions).
+    Regions are 8-connected components of each image's mask, as MVTec AD's evaluation labels them
+    (scipy.ndimage.label with a 3x3 structure of ones); no region spans two images."""
+    from scipy import ndimage  # lazily: only pixel metrics need it
+
+    structure = np.zeros((3, 3, 3), dtype=int)
+    structure[1] = 1  # 8-connected within an image, never across the image axis
+    labelled, n_regions = ndimage.label(masks, structure)
+    sizes = np.bincount(labelled.ravel())
+    inverse = np.r_[0.0, 1.0 / sizes[1:]]
+    return inverse[labelled], int(n_regions)
+
+
+def pro_curve(masks, maps) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, per-region overlap) at every distinct threshold, from (0, 0) to (1, 1).
+
+    MVTec AD's PRO: at threshold t the pixels with map >= t are predicted defective; the PRO is the
+    mean over every defect region of all images of |predicted ∩ region| / |region|, and the FPR the
+    share of predicted pixels among all mask-0 pixels. One sort of all pixels and two cumulative
+    sums give every threshold at once (as MVTec's own code does); tied map values are one threshold.
+    """
+    masks, maps = _check_pixels(masks, maps)
+    weights, n_regions = _region_weights(masks)
+    order = np.argsort(-maps.ravel(), kind="stable")
+    s = maps.ravel()[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    fpr = np.cumsum(~masks.ravel()[order])[last_of_tie] / (~masks).sum()
+    pro = np.cumsum(weights.ravel()[order])[last_of_tie] / n_regions
+    return np.r_[0.0, np.minimum(fpr, 1.0), 1.0], np.r_[0.0, np.minimum(pro, 1.0), 1.0]
+
+
+def pro_auc(masks, maps, fpr_limit: float = 0.3) -> float:
+    """Area under the PRO curve (`pro_curve`) from FPR 0 to `fpr_limit`, divided by `fpr_limit`:
+    1.0 for a map that ranks every defect pixel above every normal one, fpr_limit / 2 for a
+    constant map. The curve is linear between its points, so the PRO at exactly `fpr_limit` is
+    interpolated between the points either side, as MVTec AD's evaluation does; every defect
+    region counts alike, however small."""
+    if not 0.0 < fpr_limit <= 1.0:
+        raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+    fpr, pro = pro_curve(masks, maps)
+    inside = fpr <= fpr_limit
+    x, y = fpr[inside], pro[inside]
+    area = float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2))
+    if x[-1] < fpr_limit:  # the segment that crosses fpr_limit, up to the limit
+        after = np.searchsorted(fpr, fpr_limit, side="right")
+        at_limit = y[-1] + (pro[after] - y[-1]) * (fpr_limit - x[-1]) / (fpr[after] - x[-1])
+        area += (fpr_limit - x[-1]) * (y[-1] + at_limit) / 2
+    return area / fpr_limit

@@ -10,7 +10,8 @@ import textwrap
 # imported from there: that would load torch for every `--help`.
 DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "cifar10-jpeg")
 DATASET_HELP = (f"{' | '.join(DATASET_NAMES)} | folder:PATH (your own images: PATH/train/ normal, "
-                "PATH/test/normal/ and PATH/test/novel/)")
+                "PATH/test/normal/ and PATH/test/novel/; or MVTec AD's train/good/, test/good/, test/<defect>/, "
+                "ground_truth/)")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -29,6 +29,13 @@ class ImageDataset:
     # the normal training images' own classes where train_y cannot say them (a folder dataset's
     # class subfolders under train/, named in info["train_classes"]); None: train_y says them
     train_groups: np.ndarray | None = None
+    # where the novelty is, for pixel metrics (a folder dataset in MVTec AD's layout; None
+    # elsewhere): uint8 (N_test, H, W) 0/1 ground-truth masks at the images' size, zero for normal
+    # images and for novel ones whose mask is unknown; which masks are known (bool (N_test,)); and
+    # each test image's kind, e.g. "good", "crack" (str (N_test,)). Read masks by `pixel_masks`.
+    test_masks: np.ndarray | None = None
+    test_has_mask: np.ndarray | None = None
+    test_kinds: np.ndarray | None = None
 
     @property
     def channels(self) -> int:
@@ -37,6 +44,22 @@ class ImageDataset:
     def normal_labels(self, train_idx: np.ndarray) -> np.ndarray:
         """The class labels of these (normal) training images, for detectors that use labels."""
         return (self.train_y if self.train_groups is None else self.train_groups)[train_idx]
+
+    def pixel_masks(self, test_idx: np.ndarray | None = None) -> np.ndarray:
+        """The ground-truth masks of these test images (all by default), uint8 (n, H, W) 0/1, for
+        pixel metrics. A ValueError says why when there are none or one of them is unknown: a
+        metric over the known ones alone would quietly leave a whole defect kind out."""
+        idx = np.arange(len(self.test_y)) if test_idx is None else np.asarray(test_idx)
+        if self.test_masks is None:
+            raise ValueError(f"{self.name}: no ground-truth masks, so no pixel metrics (a folder dataset in "
+                             "MVTec AD's layout has them as PATH/ground_truth/<defect>/<name>_mask.png)")
+        unknown = ~self.test_has_mask[idx]
+        if unknown.any():
+            what = (f"of kind {', '.join(sorted(set(self.test_kinds[idx][unknown])))}"
+                    if self.test_kinds is not None else f"({int(unknown.sum())})")
+            raise ValueError(f"{self.name}: the test images {what} have no ground-truth masks, so no pixel "
+                             "metrics")
+        return self.test_masks[idx]
 
     def class_index(self, cls: int | str) -> int:
         """Accept a class as an index or a name."""

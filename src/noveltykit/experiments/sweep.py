@@ -104,6 +104,11 @@ class TrainOnly:
 
     test_x = property(lambda self: self._refuse("test_x"))
     test_y = property(lambda self: self._refuse("test_y"))
+    test_masks = property(lambda self: self._refuse("test_masks"))
+    test_kinds = property(lambda self: self._refuse("test_kinds"))
+
+    def pixel_masks(self, test_idx=None):
+        self._refuse("test masks")
 
 
 # --- the config and its grid ------------------------------------------------------------------------
