@@ -21,6 +21,7 @@ from noveltykit import detectors
 from noveltykit.detectors import NotFittedError
 from noveltykit.detectors.base import holdout_split
 from noveltykit.detectors.context import RunContext
+from noveltykit.detectors.maps import MapsNotSupported
 from noveltykit.analysis.metrics import auroc
 from noveltykit.features.store import FeatureStore
 from noveltykit.features.weights import PretrainedWeightsMissing, weights_path
@@ -48,7 +49,8 @@ FAST_PARAMS = {"ocsvm": {"max_train": 200}, "ede-gan": GAN_FAST, "ed-gan": GAN_F
                "feat-msc": {**FEAT_FAST, "epochs": 2, "batch_size": 16, "frozen_blocks": 12},
                "feat-panda": {**FEAT_FAST, "epochs": 2, "batch_size": 16, "frozen_blocks": 12},
                "selfsup": {"epochs": 3, "batch_size": 8}, "certainty": {"epochs": 5, "batch_size": 8},
-               "bayes-factor": {"n_components": 8}, "gan-disc": {"width": 8, "code": 16, "epochs": 5, "batch_size": 8}}
+               "bayes-factor": {"n_components": 8}, "gan-disc": {"width": 8, "code": 16, "epochs": 5, "batch_size": 8},
+               "patchcore": FEAT_FAST, "padim": {**FEAT_FAST, "n_channels": 16}}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +73,7 @@ def data(name, _datasets):
 
 @pytest.fixture(params=detectors.available())
 def name(request):
-    if request.param.startswith("feat-"):
+    if "pretrained" in detectors.detector_class(request.param).extras:
         try:
             weights_path()
         except PretrainedWeightsMissing:
@@ -163,6 +165,7 @@ def test_save_load_roundtrip(name, data, fitted, tmp_path):
     loaded = detectors.load(tmp_path / "model")
     assert type(loaded) is type(det) and loaded.get_params() == det.get_params()
     assert loaded.threshold_ == det.threshold_
+    assert getattr(loaded, "pixel_threshold_", None) == getattr(det, "pixel_threshold_", None)
     # what scoring needs is in the folder: the preprocessing, the threshold's origin, the training facts
     assert (loaded.preprocessing_.channels, loaded.preprocessing_.size, loaded.preprocessing_.size) == det.input_shape_
     assert loaded.training_["n_train"] == len(train) and loaded.training_["n_validation"] == len(val)
@@ -170,6 +173,20 @@ def test_save_load_roundtrip(name, data, fitted, tmp_path):
     card = (tmp_path / "model" / "README.md").read_text()
     assert f"`{name}`" in card and f"{len(val)} normal validation images" in card
     np.testing.assert_allclose(loaded.decision_function(test), det.decision_function(test), rtol=1e-6)
+
+
+def test_anomaly_maps_or_maps_not_supported(name, data, fitted):
+    """A detector with `produces_maps` gives float32 maps (N, H, W) at the images' size, the same
+    on every call, and a pixel threshold; any other says it gives none, by name."""
+    test = data[2][:6]
+    if type(fitted).produces_maps:
+        maps = fitted.anomaly_map(test)
+        assert maps.shape == (len(test), *test.shape[2:]) and maps.dtype == np.float32 and np.isfinite(maps).all()
+        np.testing.assert_array_equal(fitted.anomaly_map(test), maps)
+        assert isinstance(fitted.pixel_threshold_, float)
+    else:
+        with pytest.raises(MapsNotSupported, match=f"{name}: scores whole images and gives no anomaly map"):
+            fitted.anomaly_map(test)
 
 
 def _bad_inputs(test):

@@ -12,7 +12,7 @@ import pytest
 
 from noveltykit.data import load_dataset
 
-from conftest import make_blobs_dataset
+from conftest import make_blobs_dataset, needs_weights
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -71,3 +71,21 @@ def test_pasted_defects_take_patches_from_other_test_images(tmp_path, monkeypatc
     assert novel.sum() == n_test - n_test // 2 and loaded.test_masks[~novel].sum() == 0
     areas = loaded.test_masks[novel].reshape(novel.sum(), -1).mean(1)
     assert (areas > 0).all() and (areas < 0.35).all(), "one patch of 10-30% of the side (squared), each"
+
+
+@needs_weights
+def test_a_benchmark_on_generated_surfaces_records_where_the_novelty_is(tmp_path):
+    from noveltykit.analysis.report import write_report
+    from noveltykit.experiments.bench import BenchConfig, run_benchmark
+    _script("surfaces").main([str(tmp_path / "s"), "--textures", "tiles", "--size", "64", "--train", "12",
+                              "--good", "4", "--per-defect", "2"])
+    cfg = BenchConfig(dataset=f"folder:{tmp_path / 's' / 'tiles'}", methods=["patchcore:size=64", "knn"],
+                      classes="all", seeds=[0], out=str(tmp_path / "run"), image_size=64, plots=False)
+    results = {r["method"]: r for r in run_benchmark(cfg, progress=False)}
+    pc, knn = results["patchcore:size=64"], results["knn"]
+    assert set(pc["auroc_by_kind"]) == set(_script("surfaces").DEFECTS) == set(knn["auroc_by_kind"])
+    assert 0 <= pc["pixel_auroc"] <= 1 and 0 <= pc["pro"] <= 1 and pc["map_seconds"] > 0
+    assert "pixel_auroc" not in knn, "a detector without maps gets no pixel metric"
+    write_report(tmp_path / "run", list(results.values()))
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## Pixel AUROC" in report and "## PRO" in report

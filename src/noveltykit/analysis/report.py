@@ -12,7 +12,11 @@ from ..fileio import atomic_write_bytes
 from .paper_values import paper_columns
 from .results import merge_results, read_runs
 
-METRICS = {"auroc": "AUROC", "aupr": "AUPR (novel positive)", "fpr95": "FPR at 95% TPR (lower is better)"}
+METRICS = {"auroc": "AUROC", "aupr": "AUPR (novel positive)", "fpr95": "FPR at 95% TPR (lower is better)",
+           "pixel_auroc": "Pixel AUROC (where: defect pixels against normal ones)",
+           "pro": "PRO (per-region overlap up to 30% pixel FPR, normalised)"}
+# Only a dataset with masks and a detector with maps give these: a cell without them shows "-".
+WHERE_METRICS = ("pixel_auroc", "pro")
 # Derived from a trained detector's history (bench --curves): the test AUROC of the epoch with the
 # lowest normal-validation loss, i.e. what `select=val` reports. The choice sees no test label.
 VAL_SELECTED = "auroc_val"
@@ -22,6 +26,8 @@ PUBLISHED_TITLE = ("**Published (not rerun here)**: the P-KDGAN paper's Table IV
 
 
 def metric_value(record: dict, metric: str) -> float | None:
+    if metric in WHERE_METRICS:
+        return record.get(metric)
     if metric != VAL_SELECTED:
         return record[metric]
     history = record.get("history") or []
@@ -161,7 +167,8 @@ def write_report(out: str | Path, results: list[dict]) -> Path:
     atomic_write_bytes(out / "table.md", f"# One-class AUROC\n\n{_describe(results)}\n\n{table}\n".encode())
     parts = [f"# Benchmark report\n\n{_describe(results)}\n\nMade by:\n\n{command_text}\n",
              f"## AUROC\n\n{table}\n"]
-    for metric in ("aupr", "fpr95"):
+    where = [m for m in WHERE_METRICS if any(m in r for r in results)]
+    for metric in ("aupr", "fpr95", *where):
         parts.append(f"## {METRICS[metric]}\n\n{metric_table(results, metric, with_paper=False)}\n")
     parts.append(f"## Thresholds from the validation split, seen on test\n\n{threshold_table(results)}\n")
     parts.append(f"## Time\n\n{timing_table(results)}\n")

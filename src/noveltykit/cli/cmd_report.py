@@ -20,9 +20,11 @@ def add_parser(sub) -> None:
     rep.add_argument("--classes", type=int_list, help="only these class indices, e.g. 2,3,8")
     rep.add_argument("--methods", nargs="+", help="only these method labels, as columns in this order")
     rep.add_argument("--no-paper", action="store_true", help="leave out the published (paper) columns")
-    rep.add_argument("--metric", default="auroc", choices=["auroc", "aupr", "fpr95", "prec_at_n", "auroc_val"],
+    rep.add_argument("--metric", default="auroc",
+                     choices=["auroc", "aupr", "fpr95", "prec_at_n", "auroc_val", "pixel_auroc", "pro"],
                      help="auroc_val: AUROC of the epoch with the lowest normal-validation loss "
-                          "(what select=val gives; needs bench --curves)")
+                          "(what select=val gives; needs bench --curves); pixel_auroc, pro: where the "
+                          "novelty is (a dataset with masks, a detector with maps)")
     rep.add_argument("--times", action="store_true", help="also the fit, score and epoch seconds of each method")
     rep.set_defaults(func=run)
 

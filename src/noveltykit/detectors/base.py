@@ -4,19 +4,25 @@
                             labels, for detectors with `uses_labels`; the others ignore it)
     decision_function(X)    novelty scores, higher = more novel
     predict(X)              0 normal / 1 novel, by `threshold_`
+    anomaly_map(X)          where the novelty is: (N, H, W) maps at the images' size, higher = more
+                            novel, for detectors with `produces_maps` (else MapsNotSupported)
     get_params() / set_params(**p)  the constructor arguments (scikit-learn's contract: `clone`,
                             `GridSearchCV` and `Pipeline` take every detector)
     save(dir) / load(dir)   safetensors + JSON, no pickle
 
 `threshold_` is the `threshold_quantile` quantile of scores on a normal-only validation set:
 `X_val` when given, else a seeded `validation_fraction` of X held out from fitting. Test labels
-never reach a detector.
+never reach a detector. A map detector's `pixel_threshold_` is the same quantile of the largest
+value of each normal validation image's anomaly map: a normal image like them shows any pixel
+above it as often as its score is above `threshold_`.
 
 How a fit runs (checkpoints, device, progress, caches, diagnostics) is not a parameter: it comes
 through `configure(RunContext(...))` and is never saved.
 
 Subclasses implement `_fit(x, x_val, y)`, `_score(x)` (float tensors in [-1, 1]) and, for saving,
 `_state()` / `_load_state(tensors, info)`; everything about input checking lives here, once.
+Map detectors also write `_map(x)`, the raw scores on their patch grid; upsampling and smoothing
+live here (`maps.full_size`), once.
 `fit_report()` and `companions()` tell a benchmark what else a fit produced (a training history,
 a teacher), so the runner needs no knowledge of any family.
 """
@@ -42,6 +48,7 @@ from ..fileio import atomic_dir, check_replaceable
 from ..versions import package_versions
 from .card import model_card
 from .context import RunContext
+from .maps import full_size, map_maxima, maps_not_supported
 from .thresholds import false_alarm_rate, parse_threshold, quantile_threshold, too_few_above
 
 # A saved model: these three files and nothing else. SCHEMA_VERSION counts layouts of config.json;
@@ -148,6 +155,9 @@ class Detector:
     # `_fit` and `_score` take uint8 images as they come (else float32 in [-1, 1]): for detectors
     # that scale them chunk by chunk themselves, so a large image set is never float32 at once.
     reads_uint8: ClassVar[bool] = False
+    # Gives anomaly maps (`anomaly_map`, from the subclass's `_map`); such a detector has a
+    # `map_sigma` parameter, the pixels of the Gaussian that smooths them (0 = none).
+    produces_maps: ClassVar[bool] = False
 
     def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
                  random_state: int = 0):
@@ -202,6 +212,11 @@ class Detector:
 
     def _score(self, x: torch.Tensor) -> np.ndarray:
         raise NotImplementedError
+
+    def _map(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, h, w) raw novelty scores on the detector's patch grid, higher = more novel (map
+        detectors: `produces_maps`)."""
+        raise maps_not_supported(self.name or type(self).__name__)
 
     def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) novelty scores of float images in [-1, 1] that autograd can differentiate w.r.t.
@@ -313,6 +328,11 @@ class Detector:
         self.threshold_from_ = self._threshold_rule()
         # kept with the model: a threshold can be set later as a quantile of them (`set_threshold`)
         self.validation_scores_ = np.sort(np.asarray(val_scores, np.float64))
+        if self.produces_maps:  # the same quantile, of each normal validation map's largest pixel
+            grid = self._grid(x_val)
+            maxima = map_maxima(grid, tuple(x_val.shape[2:]), self.map_sigma)
+            self.pixel_threshold_ = quantile_threshold(maxima, self.threshold_quantile)
+            self.map_floor_ = float(grid.float().median())  # a typical normal patch: where overlays start
         if "quantile" in self.threshold_from_ and (warning := too_few_above(val_scores, self.threshold_)):
             warnings.warn(f"{self.name or type(self).__name__}: {warning}", stacklevel=2)
         self.training_ = {"n_train": len(x), "n_validation": len(x_val),
@@ -370,6 +390,27 @@ class Detector:
     def predict(self, X) -> np.ndarray:
         return (self.decision_function(X) > self.threshold_).astype(np.int64)
 
+    def anomaly_map(self, X) -> np.ndarray:
+        """Where the novelty is: float32 (N, H, W) at the images' own size, higher = more novel.
+        The patch grid's raw scores (`_map`) upsampled bilinearly and smoothed by a Gaussian of
+        `map_sigma` pixels (`maps.full_size`); deterministic. A pixel above `pixel_threshold_`
+        is flagged: the `threshold_quantile` quantile of the largest pixel of each normal
+        validation image's map, so a normal image like them shows a flagged pixel as often as its
+        score is flagged. MapsNotSupported (a ValueError) for a detector without maps."""
+        if not self.produces_maps:
+            raise maps_not_supported(self.name or type(self).__name__)
+        self._check_fitted()
+        x = as_image_tensor(X, expect=self.input_shape_, keep_uint8=self.reads_uint8)
+        return full_size(self._grid(x), tuple(x.shape[2:]), self.map_sigma)
+
+    def _grid(self, x: torch.Tensor) -> torch.Tensor:
+        """`_map(x)`, checked: one (h, w) grid of finite scores an image."""
+        grid = self._map(x)
+        if grid.ndim != 3 or len(grid) != len(x):
+            raise RuntimeError(f"{self.name}: _map gave shape {tuple(grid.shape)} for {len(x)} images; "
+                               "expected (N, h, w)")
+        return grid
+
     def save(self, directory: str | Path, *, preprocessing: ImageSpec | None = None, data: dict | None = None
              ) -> Path:
         """Write `config.json` (name, params, threshold and where it came from, the preprocessing
@@ -390,6 +431,8 @@ class Detector:
             raise ValueError(f"preprocessing {spec} does not give this model's input shape {self.input_shape_}")
         config = {"format": MODEL_FORMAT, "schema": SCHEMA_VERSION, "detector": self.name,
                   "params": self.get_params(), "threshold_": self.threshold_,
+                  **({"pixel_threshold_": self.pixel_threshold_, "map_floor_": getattr(self, "map_floor_", None)}
+                     if getattr(self, "pixel_threshold_", None) is not None else {}),
                   "input_shape_": list(self.input_shape_), "preprocessing": spec.to_dict(),
                   "threshold_from": getattr(self, "threshold_from_", None) or self._threshold_rule(),
                   **({"validation_scores": self.validation_scores_.tolist()}

@@ -80,6 +80,10 @@ def model_card(config: dict) -> str:
         lines.append(f"- validation scores: min {val['min']:.4g}, median {val['median']:.4g}, 95% {val['q95']:.4g}, "
                      f"max {val['max']:.4g}")
     lines += _false_alarms(config, val)
+    if config.get("pixel_threshold_") is not None:
+        q = config["params"].get("threshold_quantile", 0.95)
+        lines.append(f"- anomaly maps: a pixel above {config['pixel_threshold_']:.6g} is flagged, the {q:g} "
+                     "quantile of the largest pixel of each normal validation image's map")
     lines += ["", "## Intended use", "",
               "Flag images unlike the training images, for a person to look at. The threshold fixes the "
               "false alarms on normal images; how many novelties it catches depends on what they are, and "

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..features.extractor import FeatureExtractor, parse_stages, stages_label
-from ..features.weights import PretrainedWeightsMismatch, weights_sha256
+from ..features.weights import check_fitted_weights, weights_sha256
 from .base import Detector
 from .bayes_factor import BayesFactorModel, check_bayes_params, parse_components
 from .registry import register
@@ -108,12 +108,7 @@ class FeatureDetector(Detector):
                 "head": self.head_.info()}
 
     def _load_state(self, tensors, info):
-        saved, current = info.get("weights_sha256"), weights_sha256(self.backbone)
-        if saved != current:
-            raise PretrainedWeightsMismatch(
-                f"{self.name}: the model was fitted on features of {self.backbone} weights with sha256 "
-                f"{saved}, but the installed weights have {current}; refit it, or install the weights "
-                "it was fitted with")
+        current = check_fitted_weights(self.name, self.backbone, info.get("weights_sha256"))
         self.weights_sha256_, self.feature_dim_ = current, int(info["feature_dim"])
         self.head_ = self._make_head()
         self.head_.load_state({k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")},

@@ -25,7 +25,7 @@ FAMILIES = {
     "vae": "vae", "deep-svdd": "deep_svdd", "selfsup": "selfsup", "certainty": "certainty",
     "ed-gan": "ede_gan", "edhat-gan": "ede_gan", "ede-gan": "ede_gan", "kdgan": "kdgan", "gan-disc": "gan_disc",
     "feat-knn": "pretrained", "feat-gauss": "pretrained", "feat-ocsvm": "pretrained", "feat-bayes": "pretrained",
-    "feat-msc": "finetuned", "feat-panda": "finetuned",
+    "feat-msc": "finetuned", "feat-panda": "finetuned", "patchcore": "patchcore", "padim": "padim",
     "ensemble": "ensemble",
 }
 
@@ -121,6 +121,11 @@ def load(directory: str | Path) -> Detector:
         config = upgrade(config)  # an older save, in today's layout
         det = make(config["detector"], **config["params"])
         det.threshold_ = float(config["threshold_"])
+        if det.produces_maps:  # None: saved before map detectors kept one
+            pixel = config.get("pixel_threshold_")
+            det.pixel_threshold_ = None if pixel is None else float(pixel)
+            floor = config.get("map_floor_")
+            det.map_floor_ = None if floor is None else float(floor)
         det.input_shape_ = tuple(int(s) for s in config["input_shape_"])
         det.preprocessing_ = ImageSpec.from_dict(config["preprocessing"])
         det.training_ = dict(config.get("training", {}))

@@ -4,7 +4,8 @@ config.json layouts (users keep such folders). `load` reads only the current lay
     schema 1   before config.json carried "schema" and the weights' sha256
     schema 2   params still held run settings (checkpoint_dir, device, ...), now in RunContext
     schema 3   before it recorded the preprocessing, training facts and versions
-    schema 4   today's (`base.SCHEMA_VERSION`)
+    schema 4   today's (`base.SCHEMA_VERSION`); `pixel_threshold_` (map detectors) may be absent,
+               and `load` then leaves it None
 """
 from __future__ import annotations
 

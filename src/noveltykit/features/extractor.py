@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import re
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib.util import find_spec
 
@@ -282,6 +283,12 @@ class FeatureExtractor:
 
     def _run(self, images, head, progress: bool | None = None) -> np.ndarray:
         """`head(net, x, per_call)`: a prepared chunk (a whole number of calls) -> its features."""
+        return torch.cat(list(self.chunks(images, head, progress))).numpy()
+
+    def chunks(self, images, head, progress: bool | None = None) -> Iterator[torch.Tensor]:
+        """`head(net, x, per_call)` on each prepared chunk of the images (a whole number of calls,
+        padded), its output float32 on the CPU, one chunk at a time and in order: for outputs too
+        large to hold for every image at once (patch feature maps)."""
         if len(images) == 0:
             raise ValueError("no images to extract features from")
         device = resolve_device(self.device)
@@ -290,18 +297,18 @@ class FeatureExtractor:
         # ONNX Runtime's small calls: the input is prepared for several at once (its per-call cost
         # in torch was a third of the time at 128 px); the calls see the same images either way
         chunk = per_call * (PREPARED_CALLS if self.resolved_engine == "onnxruntime" else 1)
-        out = []
         bar = tqdm(range(0, len(images), chunk), desc=f"{self.backbone} features at {self.size}px",
                    unit="batch", disable=not (self.progress if progress is None else progress), leave=False)
-        with torch.inference_mode():
-            for i in bar:
+        for i in bar:
+            # inference mode per chunk, not around the yield: the caller's code runs between chunks
+            with torch.inference_mode():
                 # uint8 is scaled chunk by chunk: a whole dataset as float32 would be 4x its size
                 batch = to_float(images[i:i + chunk]).to(device)
                 n, padded = len(batch), -(-len(batch) // per_call) * per_call
                 if n < padded:  # pad: convolutions give bitwise other results at other batch sizes
                     batch = torch.cat([batch, batch[-1:].expand(padded - n, -1, -1, -1)])
-                out.append(head(net, self.prepare(batch), per_call)[:n].float().cpu())
-        return torch.cat(out).numpy()
+                out = head(net, self.prepare(batch), per_call)[:n].float().cpu()
+            yield out.clone()  # a normal tensor: an inference tensor refuses in-place updates later
 
     def _frozen(self, _net, x: torch.Tensor, per_call: int) -> torch.Tensor:
         """ONNX Runtime: with several threads and enough calls, one single-threaded run per thread

