@@ -1,6 +1,8 @@
 """The reconstruction family (tech report §2.4, A.3, §5.1): an image is as novel as it is badly
 reconstructed by an autoencoder trained on normal images only. Score = the per-image
-reconstruction error (`loss="mse"` or `"l1"`), higher = more novel.
+reconstruction error (`loss="mse"` or `"l1"`), higher = more novel. Anomaly maps: the per-pixel
+squared error, averaged over channels, smoothed by `map_sigma` (`torch_base.ReconstructionMaps`;
+with `loss="mse"` the image score is the map's mean before smoothing).
 
     ae              the report's simple two-layer dense autoencoder (pixels -> hidden -> pixels)
     conv-ae         convolutional autoencoder of DCGAN-style blocks (`nets.conv`)
@@ -15,13 +17,14 @@ import torch
 from ..data.transforms import gaussian_noise
 from ..nets.conv import NORMS, ConvAutoencoder, DenseAutoencoder
 from .registry import register
-from .torch_base import TrainedDetector, reconstruction_error
+from .torch_base import ReconstructionMaps, TrainedDetector, reconstruction_error
 
 LOSSES = ("mse", "l1")
 
 
-class _Reconstruction(TrainedDetector):
-    """Shared by the family: the loss and the score are the reconstruction error. Ignores `y`."""
+class _Reconstruction(ReconstructionMaps, TrainedDetector):
+    """Shared by the family: the loss and the score are the reconstruction error, the maps its
+    per-pixel squared error. Ignores `y`."""
 
     loss_names = ()
 

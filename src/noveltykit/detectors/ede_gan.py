@@ -3,6 +3,10 @@
 Parameters: a named preset and budget, and any `GANConfig` field to override them; where to
 checkpoint and which device come through the `RunContext`.
 The networks are plain modules (`nets.dcgan`); training is `train.gan.train_gan`.
+The three give anomaly maps: the per-pixel squared error of the decoder's reconstruction
+x_hat = D(E(x)), averaged over channels (`torch_base.ReconstructionMaps`). Their image scores are
+other errors: ED-GAN and EDÊ-GAN's the mean absolute image error, EDE-GAN's the latent error
+|E(x) - E2(x_hat)|^2, not derived from the map. The kdgan student gives none.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from ..train.gan import (TRAINING_CODE_VERSION, GANConfig, ScoreModule, build_ne
                          latent_error, resolve_config, train_gan)
 from .base import CONFIG_FILE, fingerprint  # noqa: F401 (fingerprint: re-exported)
 from .registry import register
-from .torch_base import TorchDetector
+from .torch_base import ReconstructionMaps, TorchDetector
 
 # Config fields that the data or the detector decide, not the user.
 _DERIVED = {"variant", "channels", "size", "seed", "device"}  # device: from the RunContext
@@ -100,9 +104,17 @@ class _GANDetector(TorchDetector):
         return ScoreModule(self.generator_, self.config(self.input_shape_[0]).score_kind)
 
 
+class _ReconstructingGAN(ReconstructionMaps, _GANDetector):
+    """A GAN detector with anomaly maps: the per-pixel squared error of x_hat = D(E(x))."""
+
+    def _reconstruct(self, g, x):
+        return g(x).x_hat
+
+
 @register
-class EDEGANDetector(_GANDetector):
-    """Encoder-decoder-encoder; scores with the latent error |E(x) - E2(D(E(x)))|^2. Ignores `y`.
+class EDEGANDetector(_ReconstructingGAN):
+    """Encoder-decoder-encoder; scores with the latent error |E(x) - E2(D(E(x)))|^2; its maps are
+    the image error of D(E(x)) per pixel, not the score's terms. Ignores `y`.
     With a `teacher_cache` in its context, a fitted one is filed there: it is the very teacher a
     `kdgan` student with the same resolved teacher values would train."""
     name, variant = "ede-gan", "ede"
@@ -128,14 +140,14 @@ def teacher_key(teacher: _GANDetector, x: torch.Tensor, x_val: torch.Tensor) -> 
 
 
 @register
-class EDGANDetector(_GANDetector):
+class EDGANDetector(_ReconstructingGAN):
     """Encoder-decoder; scores with the image error |x - x_hat|_1. Ignores `y`."""
     name, variant = "ed-gan", "ed"
     summary = "P-KDGAN's ED-GAN: image reconstruction error"
 
 
 @register
-class EDHatEGANDetector(_GANDetector):
+class EDHatEGANDetector(_ReconstructingGAN):
     """EDÊ-GAN: the second encoder only shapes training; scores with the image error. Ignores `y`."""
     name, variant = "edhat-gan", "edhat"
     summary = "P-KDGAN's EDE-hat GAN: image reconstruction error"

@@ -1,4 +1,5 @@
-"""Anomaly maps: where in an image the novelty is, for detectors that score patches.
+"""Anomaly maps: where in an image the novelty is, for detectors that score patches or pixels
+(patchcore and padim; the reconstruction detectors' per-pixel error, `torch_base.ReconstructionMaps`).
 
 A map detector's `_map(x)` gives raw scores on its patch grid, (N, h, w). `full_size` turns them
 into maps at the images' own size, as PatchCore's code does: bilinear upsampling to (H, W), then
@@ -16,7 +17,8 @@ import torch.nn.functional as F
 
 # The built-in detectors that give maps (`produces_maps`), for the message of a detector that
 # does not; tests/test_maps.py checks it against the registered ones.
-MAP_DETECTORS = ("padim", "patchcore")
+MAP_DETECTORS = ("ae", "contractive-ae", "conv-ae", "dae", "ed-gan", "ede-gan", "edhat-gan", "padim",
+                 "patchcore", "vae")
 TRUNCATE = 4.0  # the kernel reaches 4 sigma either side: scipy's default
 CHUNK = 32  # maps upsampled and blurred at once: their temporaries stay a few maps' size
 

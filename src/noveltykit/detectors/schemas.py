@@ -6,6 +6,9 @@ config.json layouts (users keep such folders). `load` reads only the current lay
     schema 3   before it recorded the preprocessing, training facts and versions
     schema 4   today's (`base.SCHEMA_VERSION`); `pixel_threshold_` (map detectors) may be absent,
                and `load` then leaves it None
+
+A parameter added since a model was saved (e.g. the reconstruction detectors' `map_sigma`) needs
+nothing here: `load` builds the detector with `make(name, **params)`, so it takes its default.
 """
 from __future__ import annotations
 

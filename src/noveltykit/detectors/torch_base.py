@@ -14,6 +14,10 @@ trains it (`_unit`), as `gan-disc` does with its GAN.
 only what is its own, on one screen: the network (`_build`), the training loss (`_loss`) and the
 per-image score (`_score_batch`, higher = more novel). The normal-only validation loss that
 selection and early stopping read is the mean validation score, unless `_val_loss` says otherwise.
+
+`ReconstructionMaps`, listed first among a detector's bases, gives a detector whose network
+reconstructs its images anomaly maps: the per-pixel reconstruction error (the autoencoders, the
+VAE, the ED/EDÊ/EDE-GANs), with a `map_sigma` parameter.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from tqdm import tqdm
 from ..train.loop import LoopConfig, train_loop
 from ..train.model_unit import ModelUnit
 from .base import Detector, as_image_tensor
+from .maps import check_sigma
 
 SCORE_BATCH = 512
 LR_SCHEDULES = ("constant", "cosine")
@@ -66,18 +71,25 @@ class TorchDetector(Detector):
         return dev if not dev.startswith("cuda") or torch.cuda.is_available() else "cpu"
 
     @torch.no_grad()
-    def _scores(self, module: nn.Module, x: torch.Tensor, progress: bool = False) -> np.ndarray:
-        """Per-image scores in eval mode, batched, on the module's device; `progress`: a bar over
-        the batches, shown only when scoring takes over 2 s (selfsup's geom72: minutes)."""
+    def _batched(self, fn, module: nn.Module, x: torch.Tensor, progress: bool = False,
+                 desc: str = "scoring") -> torch.Tensor:
+        """fn(module, batch) over `score_batch_size` batches of x, in eval mode, without autograd,
+        on the module's device; the results concatenated on the CPU (an image's result never
+        depends on its batch). `progress`: a bar over the batches, shown only when it takes over
+        2 s (selfsup's geom72: minutes)."""
         was_training = module.training
         module.eval()
         dev = next(module.parameters()).device
-        starts = tqdm(range(0, len(x), self.score_batch_size), desc="scoring", unit="batch", leave=False,
+        starts = tqdm(range(0, len(x), self.score_batch_size), desc=desc, unit="batch", leave=False,
                       delay=2.0, disable=not progress)
-        parts = [self._score_batch(module, x[i:i + self.score_batch_size].to(dev)).double().cpu()
-                 for i in starts]
-        module.train(was_training)
-        return torch.cat(parts).numpy()
+        try:
+            return torch.cat([fn(module, x[i:i + self.score_batch_size].to(dev)).cpu() for i in starts])
+        finally:
+            module.train(was_training)
+
+    def _scores(self, module: nn.Module, x: torch.Tensor, progress: bool = False) -> np.ndarray:
+        """Per-image scores (`_score_batch`), batched as `_batched` says."""
+        return self._batched(self._score_batch, module, x, progress).double().numpy()
 
     def _on_scorer(self, fn, x: torch.Tensor) -> torch.Tensor:
         """fn(scoring module, x on its device) in eval mode, with autograd as the caller has it;
@@ -125,6 +137,40 @@ class TorchDetector(Detector):
             module.eval()
         self._set_modules(modules)
         self.history_, self.selected_epoch_ = info.get("history", []), info.get("selected_epoch", 0)
+
+
+# The Gaussian that smooths a reconstruction-error map, in pixels. 1, not PatchCore's 4: these maps
+# are per pixel already, nothing upsampled (PatchCore's 4 smooths a 28x28 grid shown at 224 px, half
+# a grid cell), and at the papers' 32 px a sigma of 4 reaches 16 px either side, half the image. One
+# pixel evens out single-pixel noise of the reconstruction and keeps a defect of a few pixels in place.
+PIXEL_MAP_SIGMA = 1.0
+
+
+class ReconstructionMaps(TorchDetector):
+    """Maps for a detector whose scoring module reconstructs its images (a family lists it before
+    its base class): `_map(x)` is, per pixel, the squared reconstruction error averaged over the
+    channels, on the images' own grid (N, H, W), batched as scoring is; `anomaly_map` smooths it
+    by `map_sigma` pixels (0 = none). `_reconstruct` says how the module reconstructs (its output,
+    by default). The map is higher where the image is reconstructed worse, whatever the image
+    score is (an L1 error, an ELBO, a latent error: the family's docstring says which)."""
+
+    produces_maps = True
+
+    def __init__(self, *, map_sigma: float = PIXEL_MAP_SIGMA, **base):
+        self.map_sigma = check_sigma(map_sigma)
+        super().__init__(**base)
+
+    def _reconstruct(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction x_hat (N, C, H, W) of a batch by the scoring module."""
+        return module(x)
+
+    def pixel_errors(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """(N, H, W): (x - x_hat)^2 averaged over the channels."""
+        return (x - self._reconstruct(module, x)).pow(2).mean(1)
+
+    def _map(self, x: torch.Tensor) -> torch.Tensor:
+        module = self.scorer().to(self.device())
+        return self._batched(self.pixel_errors, module, x, self.context.progress, desc="maps").float()
 
 
 class LoopTrainedDetector(TorchDetector):

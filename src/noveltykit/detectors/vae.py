@@ -6,6 +6,9 @@ Gaussian decoder, variance 1/2) plus `beta` x KL(q(z|x) || N(0, I)). Scores, hig
     score="elbo"   the negative ELBO, estimated with `samples` posterior draws. The draws' standard
                    normal vectors are fixed by `random_state` and shared by every image, so a
                    score is reproducible and does not depend on which images share its batch.
+Anomaly maps, whichever the score: the per-pixel squared error of the reconstruction from the
+posterior mean, averaged over channels (`torch_base.ReconstructionMaps`); with score="elbo" the
+image score is not derived from the map (it adds the KL term and averages posterior draws).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import torch
 
 from ..nets.conv import NORMS, ConvVAE
 from .registry import register
-from .torch_base import TrainedDetector, reconstruction_error
+from .torch_base import ReconstructionMaps, TrainedDetector, reconstruction_error
 
 SCORES = ("recon", "elbo")
 
@@ -28,7 +31,7 @@ def summed_sq_error(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class VAEDetector(TrainedDetector):
+class VAEDetector(ReconstructionMaps, TrainedDetector):
     """Convolutional VAE (`width`, `code`); score `recon` or `elbo` (`samples` draws). Ignores `y`."""
 
     name = "vae"
