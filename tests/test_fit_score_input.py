@@ -123,7 +123,7 @@ def test_score_of_a_missing_path_exits_2_and_writes_the_other_rows(models, tmp_p
     assert "3 scored" in run.stderr
     if suffix == ".csv":
         rows = list(csv.DictReader(out.open()))
-        assert list(rows[0]) == ["path", "score", "threshold", "is_novel", "error", "converted"]
+        assert list(rows[0]) == ["path", "score", "threshold", "is_novel", "error", "converted", "map"]
         scored = {"True", "False"}
     else:
         rows = [json.loads(line) for line in out.read_text().splitlines()]

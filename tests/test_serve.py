@@ -305,3 +305,92 @@ def test_the_page_scores_in_headless_chromium(model, tmp_path):
     assert shot.is_file() and Image.open(shot).size == (1000, 420)
     if os.environ.get("NOVELTYKIT_SERVE_SCREENSHOT"):  # where to keep it, e.g. docs/figures/serve-page.png
         shutil.copyfile(shot, os.environ["NOVELTYKIT_SERVE_SCREENSHOT"])
+
+
+# --- anomaly maps: ?maps=1 -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def map_model(tmp_path_factory):
+    from conftest import needs_weights
+    if needs_weights.args[0]:
+        pytest.skip(needs_weights.kwargs["reason"])
+    root = tmp_path_factory.mktemp("serve-maps")
+    write(root / "normal", 12, True, 64, 0)
+    fit_folder("patchcore:size=64", root / "normal", root / "model", progress=False)
+    return root / "model"
+
+
+def decoded(b64: str) -> np.ndarray:
+    import base64
+    return np.asarray(Image.open(BytesIO(base64.b64decode(b64, validate=True))))
+
+
+def test_maps_come_as_base64_pngs_of_the_models_overlays(map_model, tmp_path):
+    uploads = [(f"normal{i}.png", png(a)) for i, a in enumerate(images(2, True, 31, 80))]
+    uploads += [("novel.png", png(images(1, False, 32, 48)[0])), ("broken.png", b"not an image")]
+    for name, data in uploads:  # the same files for `score --maps`
+        (tmp_path / "in" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "in" / name).write_bytes(data)
+    assert main(["score", str(map_model), str(tmp_path / "in"), "--maps", str(tmp_path / "maps"), "--quiet",
+                 "--out", str(tmp_path / "rows.csv")]) == 0
+    detector = load(map_model)
+    with running(create_app(map_model, max_images=4)) as url:
+        card = request(f"{url}/v1/model")[1]
+        assert card["maps"] is True and card["pixel_threshold"] == detector.pixel_threshold_
+        for status, body in (request(f"{url}/v1/score?maps=1", uploads), request(f"{url}/v1/score", uploads,
+                                                                                 {"maps": "1"})):
+            assert status == 200
+            rows = {r["filename"]: r for r in body["results"]}
+            for name, _ in uploads[:3]:
+                row = rows[name]
+                overlay = decoded(row["map_png"])
+                assert overlay.shape == (64, 64, 3) and row["pixel_threshold"] == detector.pixel_threshold_
+                written = np.asarray(Image.open(tmp_path / "maps" / f"{name}.png"))
+                np.testing.assert_array_equal(overlay, written)  # what `score --maps` draws
+            assert rows["broken.png"]["map_png"] is None and rows["broken.png"]["error"]
+        plain = request(f"{url}/v1/score", uploads[:1])[1]["results"][0]  # not asked: no maps
+        assert "map_png" not in plain and "pixel_threshold" not in plain
+        status, body = request(f"{url}/v1/score?maps=1", uploads + uploads[:1])  # the limits still apply
+        assert status == 413 and "max_images" in body["detail"]
+
+
+def test_maps_from_a_model_without_them_are_a_422(model):
+    with running(create_app(model)) as url:
+        card = request(f"{url}/v1/model")[1]
+        assert card["maps"] is False and card["pixel_threshold"] is None
+        upload = [("a.png", png(images(1, True, 3)[0]))]
+        for status, body in (request(f"{url}/v1/score?maps=1", upload), request(f"{url}/v1/score", upload,
+                                                                                {"maps": "1"})):
+            assert status == 422 and "gives no anomaly maps" in body["detail"] and "patchcore" in body["detail"]
+        assert request(f"{url}/v1/score?maps=0", upload)[0] == 200
+
+
+def test_the_page_asks_for_maps_when_the_card_says_so_in_headless_chromium(map_model, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from fastapi.responses import Response
+
+    files = {"normal.png": png(images(1, True, 41, 64)[0]), "novel.png": png(images(1, False, 42, 64)[0])}
+    app = create_app(map_model)
+    seen = []
+
+    @app.middleware("http")
+    async def record(request, call_next):
+        response = await call_next(request)
+        seen.append((request.method, request.url.path, request.url.query, response.status_code))
+        return response
+
+    @app.get("/try-images/{name}")
+    def try_image(name: str):
+        return Response(files[name], media_type="image/png")
+
+    shot = tmp_path / "serve-maps.png"
+    with running(app) as url:
+        page = f"{url}/?try=" + ",".join(f"/try-images/{n}" for n in files)
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        "--no-first-run", "--disable-extensions", "--disable-background-networking",
+                        f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=1000,420",
+                        "--virtual-time-budget=20000", f"--screenshot={shot}", page],
+                       capture_output=True, timeout=90, check=False)
+    assert ("POST", "/v1/score", "maps=1", 200) in seen, seen  # asked for the maps the card announced
+    assert shot.is_file()

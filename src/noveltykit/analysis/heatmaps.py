@@ -1,5 +1,6 @@
 """Anomaly maps drawn over their images: what `score --maps`, the HTML pages, `serve` and the
-benchmark reports show. Plain numpy and Pillow (no plotting library at scoring time).
+benchmark reports show (`map_grid`: a cell's most and least novel test images). Plain numpy and
+Pillow (no plotting library at scoring time).
 
 The colour scale is fixed by the model, not by each image: 0 at the median normal pixel score is
 transparent-ish dark, the model's pixel threshold sits at the middle of the scale, and twice that
@@ -11,7 +12,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 # An inferno-like scale by its anchors (dark purple -> red -> yellow), interpolated linearly.
 ANCHORS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], np.float64)
@@ -65,3 +66,60 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
     return buf.getvalue()
+
+
+MASK_EDGE = (0, 230, 255)  # cyan: a ground-truth mask's outline (the flagged pixels' is white)
+TILE = 96  # pixels a side of each image in a grid
+GAP = 4
+CAPTION = 14  # pixels of caption strip under each pair
+
+
+def outline(rgb: np.ndarray, mask: np.ndarray, colour=MASK_EDGE) -> np.ndarray:
+    """A copy of uint8 (H, W, 3) `rgb` with the edge pixels of a 0/1 `mask` drawn in `colour`."""
+    m = np.asarray(mask).astype(bool)
+    out = rgb.copy()
+    out[m & ~_eroded(m)] = colour
+    return out
+
+
+def _tile(rgb: np.ndarray) -> Image.Image:
+    im = Image.fromarray(rgb)
+    return im.resize((TILE, TILE), Image.NEAREST if max(rgb.shape[:2]) <= TILE else Image.BILINEAR)
+
+
+def map_grid(images: np.ndarray, maps: np.ndarray, scores: np.ndarray, threshold: float, floor: float = 0.0,
+             masks: np.ndarray | None = None, labels: list[str] | None = None, k: int = 4) -> np.ndarray:
+    """The `k` most novel images by score (top row) and the `k` least novel (bottom row, those not
+    already above), each as a pair: the image, then its overlay on the model's scale; a mask's
+    outline (cyan) on both where `masks` has one. `images` uint8 (N, C, H, W),
+    `maps` (N, H, W), `labels` a caption each (default: the score). Returns uint8 RGB (h, w, 3)."""
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"map_grid: images must be (N, C, H, W), got shape {images.shape}")
+    images = images.transpose(0, 2, 3, 1)
+    n = len(images)
+    if not (len(maps) == len(scores) == n) or (masks is not None and len(masks) != n) or n == 0:
+        raise ValueError(f"map_grid: {n} images, {len(maps)} maps, {len(scores)} scores"
+                         f"{'' if masks is None else f', {len(masks)} masks'}: need as many of each, at least one")
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    top = list(order[:k])
+    bottom = [i for i in order[::-1][:k] if i not in top]
+    labels = labels or [f"{s:.4g}" for s in scores]
+    pair_w = 2 * TILE + GAP
+    width = k * pair_w + (k - 1) * 3 * GAP
+    rows = [r for r in (top, bottom) if r]
+    height = len(rows) * (TILE + CAPTION) + (len(rows) - 1) * 3 * GAP
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for r, idx in enumerate(rows):
+        y = r * (TILE + CAPTION + 3 * GAP)
+        for c, i in enumerate(idx):
+            x = c * (pair_w + 3 * GAP)
+            img = images[i] if images[i].shape[-1] == 3 else np.repeat(images[i][..., :1], 3, axis=-1)
+            drawn = overlay(img, maps[i], threshold, floor)
+            if masks is not None and np.any(masks[i]):
+                img, drawn = outline(img, masks[i]), outline(drawn, masks[i])
+            canvas.paste(_tile(np.ascontiguousarray(img)), (x, y))
+            canvas.paste(_tile(drawn), (x + TILE + GAP, y))
+            draw.text((x + 2, y + TILE + 1), str(labels[i])[:40], fill=(0, 0, 0))
+    return np.asarray(canvas)

@@ -176,6 +176,14 @@ def write_report(out: str | Path, results: list[dict]) -> Path:
     if plots:
         parts.append("## Plots (ROC and score histogram per cell)\n\n" + "\n".join(
             f"- [{r['method']} class {r['class']} seed {r['seed']}]({r['plot']})" for r in plots) + "\n")
+    grids = [r for r in results if r.get("maps_grid") and (out / r["maps_grid"]).exists()]
+    if grids:
+        parts.append("## Anomaly maps (per cell: the 4 most novel test images above, the 4 least novel below; "
+                     "each beside its map on the model's scale, the pixels above its pixel threshold outlined "
+                     "in white, the ground-truth mask in cyan)\n\n" + "\n\n".join(
+                         f"{r['method']} class {_class_label(r['class'], r['class_name'])} seed {r['seed']}\n\n"
+                         f"![maps: {r['method']} class {r['class']} seed {r['seed']}]({r['maps_grid']})"
+                         for r in grids) + "\n")
     path = out / "report.md"
     atomic_write_bytes(path, "\n".join(parts).encode())
     return path

@@ -2,11 +2,16 @@
 
 Each file is read with the model's own preprocessing (its size, its channels: a grey image for a
 colour model is repeated, a colour one for a grey model is turned to luminance). One row a file:
-path, score, threshold, is_novel, error and converted (how the channels were changed:
-"grey->colour", "colour->grey", or empty). A file that cannot be read is a row with its error and
-no score; the run goes on. A path that does not exist is such a row too; `missing_paths` names
-those of the paths given, for the CLI's exit status. Rows come in the order the files were given
-(folders recursively, sorted).
+path, score, threshold, is_novel, error, converted (how the channels were changed:
+"grey->colour", "colour->grey", or empty) and map (the path of the file's overlay with `maps`, else
+empty). A file that cannot be read is a row with its error and no score; the run goes on. A path
+that does not exist is such a row too; `missing_paths` names those of the paths given, for the
+CLI's exit status. Rows come in the order the files were given (folders recursively, sorted).
+
+With `maps` (a model that gives anomaly maps, `produces_maps`; any other is refused before any
+scoring), each scored file's overlay is written below that folder, and with `maps_npy` its raw map
+too (`score_maps`: where the files go). The overlay's scale is the model's pixel threshold;
+`threshold` and `memory` change the image scores, never the maps.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from ..data.folder import list_images
 from ..detectors import Detector, load
 from ..detectors.memory import NoveltyMemory
 from ..fileio import atomic_write_bytes
+from .score_maps import MapWriter, check_maps
 from .score_rows import COLUMNS, ScoreRow, read_converted
 
 BATCH = 256
@@ -44,8 +50,14 @@ def missing_paths(paths: list[str | Path]) -> list[Path]:
 
 
 def score_files(detector: Detector, files: list[Path], threshold: float | str | None = None, progress: bool = True,
-                batch: int = BATCH, memory: str | Path | NoveltyMemory | None = None) -> list[ScoreRow]:
-    """`memory`: a novelty memory's folder (or an open one): scores count its confirmed novelties."""
+                batch: int = BATCH, memory: str | Path | NoveltyMemory | None = None,
+                maps: str | Path | None = None, maps_npy: bool = False) -> list[ScoreRow]:
+    """`memory`: a novelty memory's folder (or an open one): scores count its confirmed novelties.
+    `maps`: a folder for each scored file's overlay (`maps_npy`: and its raw map as .npy); a
+    detector without maps is refused here, before any work."""
+    if maps_npy and maps is None:
+        raise ValueError("--maps-npy writes the raw maps beside the overlays: give --maps DIR too")
+    writer = None if maps is None else MapWriter(detector, maps, files, npy=maps_npy)
     t = float(detector.threshold_ if threshold is None else detector.threshold_for(threshold))
     if memory is not None and not isinstance(memory, NoveltyMemory):
         if Path(memory).is_file():
@@ -59,9 +71,13 @@ def score_files(detector: Detector, files: list[Path], threshold: float | str | 
 
     def flush():
         if pending:
-            scores = scorer(np.stack([a for _, a in pending]))
+            batch_x = np.stack([a for _, a in pending])
+            scores = scorer(batch_x)
             for (i, _), s in zip(pending, scores):
                 rows[i].score, rows[i].is_novel = float(s), bool(s > t)
+            if writer is not None:
+                for (i, _), path in zip(pending, writer.write([i for i, _ in pending], batch_x)):
+                    rows[i].map = str(path)
             pending.clear()
 
     for path in tqdm(files, desc="scoring", unit="img", disable=not progress):
@@ -99,14 +115,21 @@ def write_rows(rows: list[ScoreRow], out: str | Path) -> None:
 
 def score_paths(model: str | Path, paths: list[str | Path], *, out: str | Path | None = None,
                 threshold: float | str | None = None, report: str | Path | None = None, progress: bool = True,
-                memory: str | Path | None = None) -> list[ScoreRow]:
+                memory: str | Path | None = None, maps: str | Path | None = None,
+                maps_npy: bool = False) -> list[ScoreRow]:
     if out is not None and Path(out).suffix not in (".csv", ".jsonl"):
         raise ValueError(f"{out}: --out must end in .csv or .jsonl")  # before any work
+    if maps_npy and maps is None:
+        raise ValueError("--maps-npy writes the raw maps beside the overlays: give --maps DIR too")
+    if maps is not None and Path(maps).is_file():
+        raise ValueError(f"{maps}: is a file, expected a folder for the maps (made if new)")
     detector = load(model)
+    if maps is not None:
+        check_maps(detector, model)
     files = expand(paths)
     if not files:
         raise ValueError(f"no files to score under {', '.join(map(str, paths))}")
-    rows = score_files(detector, files, threshold, progress, memory=memory)
+    rows = score_files(detector, files, threshold, progress, memory=memory, maps=maps, maps_npy=maps_npy)
     if out is not None:
         write_rows(rows, out)
     if report is not None:

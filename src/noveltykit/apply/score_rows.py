@@ -1,6 +1,7 @@
-"""One scored file as a row (path, score, threshold, is_novel, error, converted), and a file read
-as a saved model's input: what `score` writes and the score page shows. `converted` says when the
-image's channels were changed for the model: "grey->colour", "colour->grey", or empty."""
+"""One scored file as a row (path, score, threshold, is_novel, error, converted, map), and a file
+read as a saved model's input: what `score` writes and the score page shows. `converted` says when
+the image's channels were changed for the model: "grey->colour", "colour->grey", or empty; `map`
+is the path of the file's overlay when `score --maps` wrote one, else empty."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import numpy as np
 from ..data.folder import load_image
 from ..detectors import Detector
 
-COLUMNS = ("path", "score", "threshold", "is_novel", "error", "converted")
+COLUMNS = ("path", "score", "threshold", "is_novel", "error", "converted", "map")  # new ones go last
 
 
 @dataclass
@@ -22,6 +23,7 @@ class ScoreRow:
     is_novel: bool | None
     error: str = ""
     converted: str = ""
+    map: str = ""
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in COLUMNS}

@@ -6,10 +6,14 @@ there (ModelFileError), so the server never starts with a broken one. Endpoints:
     GET  /                   a page to pick images, upload them and see each one's score and verdict
     GET  /healthz            {"status": "ok"}
     GET  /v1/model           the model card: detector, params, threshold and where it came from,
-                             preprocessing, training facts, versions, limits, memory
+                             preprocessing, training facts, versions, limits, memory, maps (whether
+                             it gives anomaly maps) and pixel_threshold (null without maps)
     POST /v1/score           multipart form field `files` (repeated), optional `threshold` (form or
                              query); one entry a file, in upload order: filename, score, threshold,
-                             is_novel, error, converted (as `score`'s column)
+                             is_novel, error, converted (as `score`'s column). With `maps=1` (form
+                             or query) each entry also has map_png (its overlay as `score --maps`
+                             draws it, a base64 PNG at the model's input size; null when unreadable)
+                             and pixel_threshold; a model without maps answers 422
     POST /v1/memory/confirm  (only with a memory folder) `files` as confirmed novelties; returns the
                              bank size
 
@@ -20,11 +24,13 @@ An image over `max_pixels` is such an entry too (its header is read, it is never
 
 Limits, each a JSON error {"detail": message}: a request body over `max_request_bytes` -> 413
 (refused from its Content-Length before it is read, or as soon as a chunked body passes it); more
-than `max_images` files -> 413; no files -> 422; a bad `threshold` -> 422. When a memory folder is
-given, /v1/score scores with the memory (`NoveltyMemory.score`: confirmed novelties habituate).
+than `max_images` files -> 413; no files -> 422; a bad `threshold` -> 422; `maps=1` to a model
+without maps -> 422 (before any upload is read). When a memory folder is given, /v1/score scores
+with the memory (`NoveltyMemory.score`: confirmed novelties habituate); the maps stay the model's.
 """
 from __future__ import annotations
 
+import base64
 import json
 import math
 import sys
@@ -48,11 +54,15 @@ from ..data.folder import DEFAULT_MAX_PIXELS, load_image_bytes
 from ..detectors import Detector, load
 from ..detectors.base import CARD_FILE, CONFIG_FILE
 from .limits import DEFAULT_MAX_IMAGES, DEFAULT_MAX_REQUEST_BYTES
+from .score_maps import check_maps, gives_maps, overlay_png
 
 # the endpoints' parameters
 Uploads = Annotated[list[UploadFile] | None, File(description="image files (repeat the field)")]
 FormThreshold = Annotated[float | None, Form(description="instead of the model's threshold")]
 QueryThreshold = Annotated[float | None, Query(alias="threshold", description="the same, as a query parameter")]
+FormMaps = Annotated[bool | None, Form(description="1: each result also has its anomaly map drawn over the image "
+                                                   "(map_png, base64 PNG) and pixel_threshold")]
+QueryMaps = Annotated[bool | None, Query(alias="maps", description="the same, as a query parameter")]
 
 
 def _finite(value):
@@ -118,6 +128,8 @@ def model_card(model_dir: Path, detector: Detector) -> dict:
         "versions": config.get("versions", {}),
         "weights_sha256": config.get("weights_sha256"),
         "card": card_path.read_text() if card_path.is_file() else None,
+        "maps": gives_maps(detector),
+        "pixel_threshold": float(detector.pixel_threshold_) if gives_maps(detector) else None,
     })
 
 
@@ -195,22 +207,34 @@ def create_app(model_dir: str | Path, *, memory_dir: str | Path | None = None,
         return {**card, "limits": limits, "memory": bank}
 
     @app.post("/v1/score")
-    def score(files: Uploads = None, threshold: FormThreshold = None, threshold_query: QueryThreshold = None):
+    def score(files: Uploads = None, threshold: FormThreshold = None, threshold_query: QueryThreshold = None,
+              maps: FormMaps = None, maps_query: QueryMaps = None):
         t = threshold_of(threshold, threshold_query)
+        want_maps = bool(maps if maps is not None else maps_query)
+        if want_maps:
+            try:
+                check_maps(detector, model_dir.name)
+            except ValueError as exc:  # before any upload is read
+                raise HTTPException(422, f"maps: {exc}") from None
         entries = read_uploads(files)
         good = [i for i, (_, x, _, _) in enumerate(entries) if x is not None]
         scores: dict[int, float] = {}
+        pngs: dict[int, str] = {}
         if good:
             batch = np.stack([entries[i][1] for i in good])
             with lock:
                 values = memory.score(batch) if memory is not None else detector.decision_function(batch)
+                drawn = overlay_png(detector, batch) if want_maps else []
             scores = {i: float(s) for i, s in zip(good, np.asarray(values, np.float64))}
+            pngs = {i: base64.b64encode(data).decode("ascii") for i, data in zip(good, drawn)}
         results = []
         for i, (name, _, error, converted) in enumerate(entries):
             s = scores.get(i)
             results.append({"filename": name, "score": s if s is None or math.isfinite(s) else None,
                             "threshold": t, "is_novel": None if s is None else bool(s > t), "error": error,
                             "converted": converted})
+            if want_maps:
+                results[-1].update(map_png=pngs.get(i), pixel_threshold=float(detector.pixel_threshold_))
         return {"detector": detector.name, "threshold": t, "memory": memory is not None, "results": results}
 
     if memory is not None:
@@ -255,6 +279,7 @@ PAGE = """<!doctype html>
  #status{color:#555} .grid{display:flex;flex-wrap:wrap;gap:12px}
  .card{background:#fff;border:3px solid #ccc;border-radius:8px;padding:8px;width:150px;text-align:center}
  .card img{width:128px;height:128px;object-fit:contain;image-rendering:pixelated;background:#eee}
+ .card.maps{width:290px} .card img.map{margin-left:6px}
  .card.novel{border-color:#d33} .card.normal{border-color:#2a2} .card.error{border-color:#888}
  .name{font-size:.8em;word-break:break-all;color:#444} .verdict{font-weight:bold}
  .novel .verdict{color:#d33} .normal .verdict{color:#2a2} .error .verdict{color:#666}
@@ -268,9 +293,12 @@ PAGE = """<!doctype html>
 <script>
 const $ = id => document.getElementById(id);
 const esc = s => String(s).replace(/[&<>"']/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
-fetch('v1/model').then(r => r.json()).then(m => {
+let withMaps = false;  // the card says whether the model gives anomaly maps: then each result shows its own
+const cardRead = fetch('v1/model').then(r => r.json()).then(m => {
+  withMaps = m.maps === true;
   $('model').textContent = `${m.detector} on ${m.preprocessing.channels}-channel ${m.preprocessing.size}x` +
     `${m.preprocessing.size} images; threshold ${Number(m.threshold).toPrecision(6)}` +
+    (withMaps ? `; anomaly maps (pixel threshold ${Number(m.pixel_threshold).toPrecision(6)}, outlined)` : '') +
     (m.memory && m.memory.enabled ? '; with a novelty memory' : '') + `; at most ${m.limits.max_images} images a request`;
 }).catch(e => { $('model').textContent = 'could not read /v1/model: ' + e; });
 async function score(files) {
@@ -279,16 +307,19 @@ async function score(files) {
   for (const f of files) body.append('files', f, f.name);
   const t = $('threshold').value.trim();
   if (t) body.append('threshold', t);
+  await cardRead;  // whether to ask for maps
   $('status').textContent = `scoring ${files.length} image(s)...`;
   let r, data;
-  try { r = await fetch('v1/score', {method: 'POST', body}); data = await r.json(); }
+  try { r = await fetch(withMaps ? 'v1/score?maps=1' : 'v1/score', {method: 'POST', body}); data = await r.json(); }
   catch (e) { $('status').textContent = 'request failed: ' + e; return; }
   if (!r.ok) { $('status').textContent = `error ${r.status}: ${data.detail}`; return; }
   const out = $('results'); out.innerHTML = '';
   data.results.forEach((row, i) => {
     const kind = row.error ? 'error' : (row.is_novel ? 'novel' : 'normal');
-    const card = document.createElement('div'); card.className = 'card ' + kind;
-    card.innerHTML = `<img alt=""><div class="verdict">${kind}</div>` +
+    const card = document.createElement('div'); card.className = 'card ' + kind + (withMaps ? ' maps' : '');
+    const overlay = row.map_png ? `<img class="map" alt="anomaly map" src="data:image/png;base64,${row.map_png}">` : '';
+    card.innerHTML = `<img alt="">${overlay}` +
+      `<div class="verdict">${kind}</div>` +
       `<div>${row.score === null ? '' : 'score ' + Number(row.score).toPrecision(4)}</div>` +
       `<div class="name">${esc(row.filename)}</div>` + (row.error ? `<div class="err">${esc(row.error)}</div>` : '');
     const img = card.querySelector('img');

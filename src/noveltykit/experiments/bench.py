@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..analysis.heatmaps import map_grid, png_bytes
 from ..analysis.metrics import all_metrics, auroc, pixel_auroc, pro_auc
 from ..analysis.plots import plot_cell, plot_step_trace, plot_training_curves
 from ..analysis.report import write_report
@@ -111,14 +112,16 @@ def resolve_classes(ds: ImageDataset, classes, protocol: str) -> list[int]:
 def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodSpec,
              val_fraction: float, curves: bool = False, checkpoint_dir: Path | None = None,
              model_dir: Path | None = None, progress: bool = False, teacher_cache: Path | None = None,
-             device: str | None = None) -> tuple[dict, np.ndarray, np.ndarray, float]:
+             device: str | None = None, maps_grid: Path | None = None) -> tuple[dict, np.ndarray, np.ndarray, float]:
     """Fit on normal training images, threshold on normal validation images, score the test split.
 
     Everything about how the fit runs goes to the detector in one RunContext, the same for every
     family: trained detectors checkpoint every epoch into `checkpoint_dir` and resume from it (a
     killed benchmark loses at most one epoch); distilled students keep the teachers they train in
     `teacher_cache`, shared by every student of that cell; feature detectors extract each image of
-    the dataset once. `model_dir`: save the model.
+    the dataset once. `model_dir`: save the model. `maps_grid`: where a detector with maps on a
+    dataset with masks draws its most and least novel test images (`write_maps_grid`); the record
+    then names it as `maps_grid`.
     """
     split = make_split(ds, protocol, cls, seed, val_fraction)
     train_x, val_x, test_x, is_novel = split.arrays(ds)
@@ -154,6 +157,8 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
     for role, other in detector.companions().items():  # e.g. a distilled student's teacher, same cell
         record[f"{role}_auroc"] = auroc(is_novel, other.decision_function(test_x))
     record.update(where_metrics(ds, split, detector, test_x, scores))
+    if maps_grid is not None and write_maps_grid(maps_grid, ds, split, detector, test_x, scores):
+        record["maps_grid"] = str(maps_grid)
     if model_dir is not None:
         detector.save(model_dir)
     return record, is_novel, scores, detector.threshold_
@@ -180,6 +185,32 @@ def where_metrics(ds: ImageDataset, split, detector, test_x, scores) -> dict:
     maps = detector.anomaly_map(test_x)
     return {**out, "pixel_auroc": pixel_auroc(masks, maps), "pro": pro_auc(masks, maps),
             "map_seconds": time.perf_counter() - t0}
+
+
+GRID_IMAGES = 4  # the most and the least novel test images a maps grid shows, each
+
+
+def write_maps_grid(path: Path, ds: ImageDataset, split, detector, test_x, scores) -> bool:
+    """A cell's maps at a glance (`analysis.heatmaps.map_grid`): its GRID_IMAGES most and least novel
+    test images, each beside its overlay on the model's scale, their ground-truth masks outlined.
+    Only for a detector that gives maps on a dataset with masks (MVTec AD's layout); False, and
+    nothing written, elsewhere."""
+    if not detector.produces_maps or getattr(ds, "test_masks", None) is None \
+            or getattr(detector, "pixel_threshold_", None) is None:
+        return False
+    order = np.argsort(-scores, kind="stable")
+    chosen = np.unique(np.r_[order[:GRID_IMAGES], order[::-1][:GRID_IMAGES]])
+    idx = split.test_idx[chosen]
+    known = ds.test_has_mask[idx] if ds.test_has_mask is not None else np.ones(len(idx), bool)
+    masks = ds.test_masks[idx] * known[:, None, None]  # a mask not known is not drawn
+    kinds = ds.test_kinds[idx] if ds.test_kinds is not None else ["novel" if n else "normal"
+                                                                  for n in split.test_is_novel[chosen]]
+    floor = getattr(detector, "map_floor_", None)
+    grid = map_grid(test_x[chosen], detector.anomaly_map(test_x[chosen]), scores[chosen],
+                    detector.pixel_threshold_, 0.0 if floor is None else floor, masks=masks,
+                    labels=[f"{k} {s:.4g}" for k, s in zip(kinds, scores[chosen])], k=GRID_IMAGES)
+    atomic_write_bytes(path, png_bytes(grid))
+    return True
 
 
 class BenchFailed(RuntimeError):
@@ -327,7 +358,8 @@ def _run_and_file(ds, cfg: BenchConfig, cell, store: CellStore, experiment: dict
             ds, cfg.protocol, cls, seed, spec, cfg.val_fraction, cfg.curves,
             checkpoint_dir=out / "checkpoints" / stem,
             model_dir=out / "models" / stem if cfg.save_models else None, progress=progress,
-            teacher_cache=teachers, device=cfg.device)
+            teacher_cache=teachers, device=cfg.device,
+            maps_grid=out / "maps" / f"{stem}.png" if cfg.plots else None)
     except Exception as exc:  # recorded, and the run goes on; Ctrl-C and kills are not caught
         failure = _failure_record(ds, cfg, cell, exc, provenance, tb=traceback.format_exc())
         store.add_failure(failure)
@@ -336,6 +368,8 @@ def _run_and_file(ds, cfg: BenchConfig, cell, store: CellStore, experiment: dict
                   finished=datetime.now(timezone.utc).isoformat(timespec="microseconds"))
     if cfg.save_models:
         record["model"] = f"models/{stem}"
+    if "maps_grid" in record:  # below --out, as the plots are named
+        record["maps_grid"] = f"maps/{stem}.png"
     atomic_write_bytes(out / "scores" / f"{stem}.npz", _npz_bytes(scores=scores, is_novel=is_novel))
     if cfg.plots:
         title = f"{ds.name} {cfg.protocol} class {cls} ({ds.class_names[cls]}) seed {seed} - {spec.label}"
