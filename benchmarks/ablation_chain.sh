@@ -9,7 +9,8 @@
 #   finetune   F | feat-msc (fine-tuned Lite0 at 128 px, the CPU budget of docs/finetuned.md)
 #   ensemble   T | ensemble of F and feat-msc | ensemble of F and ede-gan (z-scores, equal weights)
 # The rule is docs/finetuned.md's, written before these runs. Rerunning resumes (each sweep does);
-# several processes may share a dataset's folder. Prints each step's choice.
+# several processes may share a dataset's folder. Every fitted model is kept in OUT/fits
+# (`--fit-cache`), so the ensemble step loads the members earlier steps fitted. Prints each step's choice.
 #   benchmarks/ablation_chain.sh cifar10-jpeg [OUT=runs/ablation-cifar10-jpeg] [extra sweep flags]
 set -euo pipefail
 ds=$1; out=${2:-runs/ablation-$ds}; shift $(( $# >= 2 ? 2 : 1 ))
@@ -24,7 +25,7 @@ step() {  # step NAME INCUMBENT VARIANT...: one sweep; its choice goes to stdout
   local name=$1 incumbent=$2; shift 2
   local variants=(); for v in "$@"; do variants+=(--variant "$v"); done
   $nk sweep --dataset "$ds" --classes 0,1 --seed 0 --rule mean-dev-auroc --method "$incumbent" "${variants[@]}" \
-      --out "$out/$name" "${reuse[@]}" "${EXTRA[@]}" --quiet >&2
+      --out "$out/$name" --fit-cache "$out/fits" "${reuse[@]}" "${EXTRA[@]}" --quiet >&2
   reuse+=(--reuse "$out/$name")
   chosen "$out/$name"
 }
