@@ -9,7 +9,8 @@
 #   finetune   F | feat-msc (fine-tuned Lite0 at 128 px, the CPU budget of docs/finetuned.md)
 #   ensemble   T | ensemble of F and feat-msc | ensemble of F and ede-gan (z-scores, equal weights)
 # The rule is docs/finetuned.md's, written before these runs. Rerunning resumes (each sweep does);
-# several processes may share a dataset's folder. Prints each step's choice.
+# several processes may share a dataset's folder. Every fitted model is kept in OUT/fits
+# (`--fit-cache`), so the ensemble step loads the members earlier steps fitted. Prints each step's choice.
 #   benchmarks/ablation_chain.sh cifar10-jpeg [OUT=runs/ablation-cifar10-jpeg] [extra sweep flags]
 set -euo pipefail
 ds=$1; out=${2:-runs/ablation-$ds}; shift $(( $# >= 2 ? 2 : 1 ))
@@ -20,24 +21,22 @@ if [ -d "runs/dev-finetune-$ds/trials" ]; then reuse+=(--reuse "runs/dev-finetun
 with() { case $1 in *:*) echo "$1,$2" ;; *) echo "$1:$2" ;; esac; }  # a spec with more parameters
 member() { echo "$1" | sed 's/[:,]/\//g'; }  # a spec as an ensemble member: feat-knn/size=128
 chosen() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['chosen']['label'])" "$1/sweep.json"; }
-step() {  # step NAME INCUMBENT VARIANT...: one sweep; its choice goes to stdout
-  local name=$1 incumbent=$2; shift 2
+step() {  # step NAME INCUMBENT VARIANT...: one sweep; its choice goes to $choice (no subshell:
+  local name=$1 incumbent=$2; shift 2   # the next steps must see this one in `reuse`)
   local variants=(); for v in "$@"; do variants+=(--variant "$v"); done
   $nk sweep --dataset "$ds" --classes 0,1 --seed 0 --rule mean-dev-auroc --method "$incumbent" "${variants[@]}" \
-      --out "$out/$name" "${reuse[@]}" "${EXTRA[@]}" --quiet >&2
+      --out "$out/$name" --fit-cache "$out/fits" "${reuse[@]}" "${EXTRA[@]}" --quiet >&2
   reuse+=(--reuse "$out/$name")
-  chosen "$out/$name"
+  choice=$(chosen "$out/$name")
+  echo "$name: $choice"
 }
 EXTRA=("$@")
 
-b=$(step backbone feat-knn:size=128 feat-knn feat-knn:backbone=efficientnet-lite1,size=240 \
-      feat-knn:backbone=efficientnet-lite2,size=260)
-echo "backbone: $b"
-s=$(step stages "$b" "$(with "$b" stages=5+last,stage_norm=true)" "$(with "$b" stages=6+last,stage_norm=true)")
-echo "stages: $s"
-f=$(step tta "$s" "$(with "$s" tta=flip)")
-echo "tta: $f"
-t=$(step finetune "$f" feat-msc)
-echo "finetune: $t"
-e=$(step ensemble "$t" "ensemble:members=$(member "$f")+feat-msc" "ensemble:members=$(member "$f")+ede-gan")
-echo "ensemble: $e"
+step backbone feat-knn:size=128 feat-knn feat-knn:backbone=efficientnet-lite1,size=240 \
+    feat-knn:backbone=efficientnet-lite2,size=260
+b=$choice
+step stages "$b" "$(with "$b" stages=5+last,stage_norm=true)" "$(with "$b" stages=6+last,stage_norm=true)"
+step tta "$choice" "$(with "$choice" tta=flip)"
+f=$choice
+step finetune "$f" feat-msc
+step ensemble "$choice" "ensemble:members=$(member "$f")+feat-msc" "ensemble:members=$(member "$f")+ede-gan"

@@ -59,6 +59,10 @@ def add_parser(sub) -> None:
     swp.add_argument("--reuse", action="append", default=[], metavar="OUT",
                      help="another sweep's --out: its finished trials of the same (spec, class, seed, data) "
                           "are copied in, not refitted (e.g. a second round's incumbent); repeat for more")
+    swp.add_argument("--fit-cache", metavar="DIR",
+                     help="keep every trial's fitted model in DIR by what it was fitted on; an ensemble's "
+                          "member fitted there before on the same images is loaded, not refitted (share DIR "
+                          "between the sweeps of one study)")
     swp.add_argument("--quiet", action="store_true", help="no progress bar")
     swp.set_defaults(func=run)
 
@@ -70,7 +74,7 @@ def run(args) -> int:
                                  out=args.out, seed=args.seed, rule=args.rule, image_size=args.image_size,
                                  data_dir=args.data_dir, n_novel=args.n_novel, executor=args.executor,
                                  address=args.address, cpus_per_trial=args.cpus_per_trial, curves=args.curves,
-                                 reuse=args.reuse)
+                                 reuse=args.reuse, fit_cache=args.fit_cache)
     result = run_sweep(cfg, progress=not args.quiet)
     chosen = result["points"][result["chosen"]["index"]]
     print(f"chosen by {args.rule} on the dev split: {chosen['label']} (mean dev AUROC {chosen['mean']:.4f})")

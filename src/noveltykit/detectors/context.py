@@ -24,6 +24,9 @@ class RunContext:
     progress: bool = False  # progress bars inside a fit, and over a long scoring's batches
     # distillation: teachers trained for a fit are kept here and shared, keyed by what they are
     teacher_cache: Path | None = None
+    # fitted models kept by what they were fitted on (`fit_cache.fit_cached`): an ensemble's member
+    # that a sweep's trial already fitted on the same images is loaded, not fitted again
+    fit_cache: Path | None = None
     # pretrained features: extractor -> a store of the dataset's features (each image extracted once)
     feature_store: Callable[[Any], Any] | None = None
     # pretrained features: "auto" (ONNX Runtime on a CPU where installed), "onnxruntime" or "torch";

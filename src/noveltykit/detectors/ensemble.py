@@ -42,6 +42,7 @@ import numpy as np
 
 from .base import Detector
 from .context import RunContext
+from .fit_cache import fit_cached
 from .registry import detector_class, is_known, make, register
 from .specs import parse_value
 
@@ -293,7 +294,8 @@ class EnsembleDetector(Detector):
                 # a member's own threshold plays no part in the ensemble's: the base class warns
                 # about the ensemble's threshold, once, not about each member's
                 warnings.filterwarnings("ignore", message=MEMBER_THRESHOLD_WARNING)
-                member.fit(x, x_val, y=y if member.uses_labels else None)
+                # the run's fit cache may hold this very fit (e.g. a sweep's trial of the member)
+                members[i] = fit_cached(member, x, x_val, y=y if member.uses_labels else None)
         self.members_ = members
         self.standardisation_ = [self._standardisation(i, m) for i, m in enumerate(members)]
 

@@ -35,6 +35,7 @@ from ..data.images import ImageDataset
 from ..data.protocols import dev_split
 from ..detectors import make
 from ..detectors.context import RunContext
+from ..detectors.fit_cache import fit_cached
 from ..detectors.specs import MethodSpec, parse_value
 from ..fileio import atomic_write_bytes, atomic_write_json, run_once
 from . import provenance
@@ -147,6 +148,9 @@ class SweepConfig:
     # detectors; a folder where distilled students keep the teachers they train
     device: str | None = None
     teacher_cache: str | None = None
+    # a folder where every trial's fitted model is kept by what it was fitted on, so an ensemble
+    # trial loads a member another trial (of this sweep or another) fitted on the same images
+    fit_cache: str | None = None
     # the dev AUROC after every epoch of a trained detector, a diagnostic the rule never reads: it
     # costs one scoring pass of the dev split an epoch (for a slow scorer, as much as the training)
     curves: bool = False
@@ -329,14 +333,15 @@ def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> d
     curve = []  # dev AUROC after each epoch (trained detectors only): diagnostics, never a choice
     monitor = (lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}) if cfg.curves else None
     detector.configure(RunContext(device=cfg.device, teacher_cache=cfg.teacher_cache, progress=progress,
-                                  monitor=monitor))
+                                  monitor=monitor, fit_cache=cfg.fit_cache and Path(cfg.fit_cache)))
     t0 = time.perf_counter()
-    detector.fit(x, v)
+    fitted = fit_cached(detector, x, v)
+    loaded, detector = fitted is not detector, fitted
     seconds = time.perf_counter() - t0
     record = {**expect, "params": point.params,
               "dev_auroc_last": auroc(y_dev, detector.decision_function(x_dev)),
               "dev_auroc_curve": curve, "seconds": seconds, "process_peak_rss_gib": provenance.peak_rss_gib(),
-              "n_train": len(x), "n_dev": len(y_dev),
+              "fit_loaded_from_cache": loaded, "n_train": len(x), "n_dev": len(y_dev),
               "n_dev_novel": int(y_dev.sum()), "split": SPLIT_NOTE, "device": detector.context.torch_device,
               "val_loss": [h["val_loss"] for h in detector.fit_report().get("history", [])]}
     for role, other in detector.companions().items():  # e.g. a student's teacher: the bar it aims at

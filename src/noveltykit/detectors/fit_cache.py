@@ -1,0 +1,58 @@
+"""Fitted models kept by what they were fitted on, so that one fit serves every caller that asks
+for the same one: a sweep's `feat-msc` trial is the very member an ensemble of the next step
+would fit again (minutes of fine-tuning). A RunContext's `fit_cache` folder turns it on.
+
+The key is the detector's name and parameters, the noveltykit version, and a hash of the
+training images, the validation images and the labels exactly as given: a fit on other images,
+or on the same images in another dtype, is a miss, never a wrong hit. Processes sharing the
+folder fit each key once (`fileio.run_once`); a saved model is a model folder like any other.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..fileio import run_once
+from .base import Detector, as_image_tensor, fingerprint
+from .registry import ModelFileError, load
+
+
+def fit_key(detector: Detector, x, x_val=None, y=None) -> str:
+    """What a fit depends on, as a short hash (the cache folder's name)."""
+    def images(a):
+        return "none" if a is None else fingerprint(as_image_tensor(a, keep_uint8=True))
+    labels = "none" if y is None else hashlib.sha256(np.asarray(y, np.int64).tobytes()).hexdigest()[:16]
+    what = {"detector": detector.name, "params": detector.get_params(), "noveltykit": __version__,
+            "x": images(x), "x_val": images(x_val), "y": labels}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def fit_cached(detector: Detector, x, x_val=None, y=None) -> Detector:
+    """`detector.fit(x, x_val, y=y)`, or the same fit loaded from the context's `fit_cache` (then
+    configured with the detector's context). Returns the fitted detector: a loaded one is another
+    object, so callers use what this returns."""
+    cache = detector.context.fit_cache
+    if cache is None:
+        return detector.fit(x, x_val, y=y)
+    folder = Path(cache) / f"{detector.name}-{fit_key(detector, x, x_val, y)}"
+
+    def saved():
+        if not folder.is_dir():
+            return None
+        try:
+            return load(folder).configure(detector.context)
+        except ModelFileError:  # a damaged entry is fitted again and replaced
+            return None
+
+    def fit_and_keep():
+        detector.fit(x, x_val, y=y)
+        detector.save(folder)
+        return detector
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return run_once(folder.with_suffix(".lock"), saved, fit_and_keep)[1]
+

@@ -1,0 +1,98 @@
+"""The fit cache (`detectors/fit_cache.py`): a fit is kept by what it was fitted on and loaded,
+not redone, by the next caller asking for the same one; anything else is a miss. An ensemble's
+members and a sweep's trials go through it."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from noveltykit import detectors
+from noveltykit.detectors import Detector
+from noveltykit.detectors.context import RunContext
+from noveltykit.detectors.fit_cache import fit_cached, fit_key
+from noveltykit.experiments.sweep import SweepConfig, TrainOnly, run_sweep
+
+from conftest import make_blobs_dataset
+
+
+@pytest.fixture
+def fits(monkeypatch):
+    """The detectors whose fit ran (by name)."""
+    calls = []
+    fit = Detector.fit
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.name)
+        return fit(self, *args, **kwargs)
+    monkeypatch.setattr(Detector, "fit", counting)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def data():
+    ds = make_blobs_dataset(n_train=60, n_test=30, channels=1, size=16)
+    normal = ds.train_x[ds.train_y == 0]
+    return normal[:45], normal[45:], ds.test_x
+
+
+def _knn(cache=None, **params):
+    return detectors.make("knn", k=3, **params).configure(RunContext(fit_cache=cache))
+
+
+def test_without_a_cache_it_is_a_plain_fit(data, fits):
+    x, v, _ = data
+    det = _knn()
+    assert fit_cached(det, x, v) is det and fits == ["knn"]
+
+
+def test_the_same_fit_is_loaded_and_scores_alike(tmp_path, data, fits):
+    x, v, test = data
+    first = _knn(tmp_path)
+    assert fit_cached(first, x, v) is first and fits == ["knn"]
+    second = fit_cached(_knn(tmp_path), x, v)
+    assert second is not first and fits == ["knn"], "the second one was loaded, not fitted"
+    assert second.context.fit_cache == tmp_path
+    np.testing.assert_array_equal(second.decision_function(test), first.decision_function(test))
+    assert second.threshold_ == first.threshold_
+
+
+@pytest.mark.parametrize("change", ["params", "images", "validation", "dtype"])
+def test_anything_else_is_a_miss(tmp_path, data, fits, change):
+    x, v, _ = data
+    fit_cached(_knn(tmp_path), x, v)
+    det, x2, v2 = _knn(tmp_path), x, v
+    if change == "params":
+        det = _knn(tmp_path, random_state=1)
+    elif change == "images":
+        x2 = x[1:]
+    elif change == "validation":
+        v2 = v[:-1]
+    else:  # the same pixels as float: another input, so another key
+        x2 = x.astype(np.float32) / 127.5 - 1
+    assert fit_key(det, x2, v2) != fit_key(_knn(), x, v)
+    assert fit_cached(det, x2, v2) is det and fits == ["knn", "knn"]
+
+
+def test_an_ensemble_loads_a_member_fitted_before(tmp_path, data, fits):
+    x, v, test = data
+    fit_cached(_knn(tmp_path), x, v)  # e.g. a sweep's trial of knn:k=3
+    ens = detectors.make("ensemble", members="knn/k=3+pca").configure(RunContext(fit_cache=tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ens.fit(x, v)
+    assert fits == ["knn", "ensemble", "pca"], "the knn member came from the cache"
+    alone = _knn().fit(x, v)
+    np.testing.assert_array_equal(ens.members_[0].decision_function(test), alone.decision_function(test))
+
+
+def test_a_sweeps_ensemble_trial_reuses_its_members_trials(tmp_path, fits):
+    ds = make_blobs_dataset()
+    cfg = SweepConfig(dataset="blobs", method="knn:k=3", grid={}, variants=["ensemble:members=knn/k=3+pca"],
+                      classes=[0, 1], out=str(tmp_path / "sweep"), image_size=8, fit_cache=str(tmp_path / "fits"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_sweep(cfg, TrainOnly(ds), progress=False)
+    # knn:k=3 fitted once per class, by its own trial; the ensembles loaded it
+    assert fits.count("knn") == 2 and fits.count("pca") == 2 and fits.count("ensemble") == 2
