@@ -13,7 +13,9 @@ from pathlib import Path
 STEPS = ("backbone", "stages", "tta", "finetune", "ensemble")
 
 
-def step_rows(sweep: dict) -> list[str]:
+def step_rows(sweep: dict, first_step: bool) -> list[str]:
+    """A later step's incumbent is the step before's choice: its seconds are that step's (a rerun
+    of it reads the record or loads the fit, and takes none of its own)."""
     classes = [str(c) for c in sweep["config"]["classes"]]
     points, chosen = sweep["points"], sweep["chosen"]["index"]
     incumbent = points[0]["mean"]  # the method given first: the step before's choice
@@ -22,7 +24,8 @@ def step_rows(sweep: dict) -> list[str]:
         cells = " | ".join(f"{p['dev_auroc'][c]:.4f}" for c in classes)
         mark = "**" if i == chosen else ""
         gain = f"{p['mean'] - incumbent:+.4f}" if i else "(incumbent)"
-        rows.append(f"{mark}`{p['label']}`{mark} | {cells} | {mark}{p['mean']:.4f}{mark} | {gain} | {p['seconds']:.0f}")
+        seconds = "as above" if i == 0 and not first_step else f"{p['seconds']:.0f}"
+        rows.append(f"{mark}`{p['label']}`{mark} | {cells} | {mark}{p['mean']:.4f}{mark} | {gain} | {seconds}")
     return rows
 
 
@@ -39,7 +42,7 @@ def chain_table(folder: Path) -> str:
              "|---|---|" + "---|" * len(classes) + "---|---|---|"]
     for step in done:
         sweep = json.loads((folder / step / "sweep.json").read_text())
-        for row in step_rows(sweep):
+        for row in step_rows(sweep, first_step=step == done[0]):
             lines.append(f"| {step} | {row} |")
     left = [s for s in STEPS if s not in done]
     if left:
