@@ -45,10 +45,7 @@ def overlay(image: np.ndarray, amap: np.ndarray, threshold: float, floor: float 
         raise ValueError(f"image {img.shape[:2]} and map {amap.shape} differ in size")
     v = scaled(amap, threshold, floor)
     out = (1 - alpha * v[..., None]) * img + alpha * v[..., None] * colourise(v)
-    above = amap > threshold
-    edge = above & ~_eroded(above)
-    out[edge] = 255
-    return out.round().astype(np.uint8)
+    return outline(out.round().astype(np.uint8), amap > threshold, FLAGGED_EDGE)
 
 
 def _eroded(mask: np.ndarray) -> np.ndarray:
@@ -68,7 +65,8 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-MASK_EDGE = (0, 230, 255)  # cyan: a ground-truth mask's outline (the flagged pixels' is white)
+MASK_EDGE = (0, 230, 255)  # cyan: a ground-truth mask's outline
+FLAGGED_EDGE = (255, 255, 255)  # white: the outline of the pixels above the pixel threshold
 TILE = 96  # pixels a side of each image in a grid
 GAP = 4
 CAPTION = 14  # pixels of caption strip under each pair

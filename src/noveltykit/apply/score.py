@@ -49,14 +49,18 @@ def missing_paths(paths: list[str | Path]) -> list[Path]:
     return [p for p in map(Path, paths) if not p.exists()]
 
 
+def check_map_options(maps, maps_npy: bool) -> None:
+    if maps_npy and maps is None:
+        raise ValueError("--maps-npy writes the raw maps beside the overlays: give --maps DIR too")
+
+
 def score_files(detector: Detector, files: list[Path], threshold: float | str | None = None, progress: bool = True,
                 batch: int = BATCH, memory: str | Path | NoveltyMemory | None = None,
                 maps: str | Path | None = None, maps_npy: bool = False) -> list[ScoreRow]:
     """`memory`: a novelty memory's folder (or an open one): scores count its confirmed novelties.
     `maps`: a folder for each scored file's overlay (`maps_npy`: and its raw map as .npy); a
     detector without maps is refused here, before any work."""
-    if maps_npy and maps is None:
-        raise ValueError("--maps-npy writes the raw maps beside the overlays: give --maps DIR too")
+    check_map_options(maps, maps_npy)
     writer = None if maps is None else MapWriter(detector, maps, files, npy=maps_npy)
     t = float(detector.threshold_ if threshold is None else detector.threshold_for(threshold))
     if memory is not None and not isinstance(memory, NoveltyMemory):
@@ -119,8 +123,7 @@ def score_paths(model: str | Path, paths: list[str | Path], *, out: str | Path |
                 maps_npy: bool = False) -> list[ScoreRow]:
     if out is not None and Path(out).suffix not in (".csv", ".jsonl"):
         raise ValueError(f"{out}: --out must end in .csv or .jsonl")  # before any work
-    if maps_npy and maps is None:
-        raise ValueError("--maps-npy writes the raw maps beside the overlays: give --maps DIR too")
+    check_map_options(maps, maps_npy)
     if maps is not None and Path(maps).is_file():
         raise ValueError(f"{maps}: is a file, expected a folder for the maps (made if new)")
     detector = load(model)

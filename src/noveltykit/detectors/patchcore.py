@@ -50,8 +50,8 @@ def greedy_coreset(points: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     bound is brought up to date against the centres it has not seen, in one matrix product; once
     the largest bound belongs to an up-to-date block, that block's farthest point is the farthest
     of all. The picks are the plain loop's (up to float rounding of ties), but the work runs as
-    matrix products instead of a matrix-vector pass over every point per centre, bound by memory:
-    7 s instead of about 140 s for 14,112 of 141,120 patches on one thread (docs/maps.md).
+    matrix products instead of a matrix-vector pass over every point per centre, which is bound
+    by memory (docs/maps.md times the coreset: `benchmarks/map_speed.py`).
     """
     n = len(points)
     if not 1 <= k <= n:
