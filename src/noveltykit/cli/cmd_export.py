@@ -3,13 +3,17 @@ from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    exp = sub.add_parser("export", help="export a saved generator-based detector to ONNX",
-                         description="Write a saved GAN detector's scoring graph (ede-gan, ed-gan, edhat-gan, "
-                                     "kdgan) to one ONNX file, its threshold and input layout as metadata: "
-                                     "onnxruntime then scores images without noveltykit or torch. Needs the "
-                                     "export extra: pip install 'noveltykit[export]'.",
-                         epilog="example:\n  noveltykit distill --dataset mnist --class 3 --out runs/s\n"
-                                "  noveltykit export runs/s/models/*/class3_seed0 --out student.onnx")
+    exp = sub.add_parser("export", help="export a saved detector's scoring graph to ONNX",
+                         description="Write a saved detector's score as one ONNX graph (images as it was fitted "
+                                     "on them, float32 in [-1, 1] -> scores), its threshold and input layout as "
+                                     "metadata: onnxruntime then scores images without noveltykit or torch, "
+                                     "within 1e-4 of the detector's own scores. A network and its error, a kNN "
+                                     "memory as a constant, a pretrained backbone with its head: one graph. A "
+                                     "detector or setting that cannot be exported says so and lists those that "
+                                     "can. Needs the export extra: pip install 'noveltykit[export]'.",
+                         epilog="example:\n  noveltykit fit --method feat-knn --train good/ --out models/mine\n"
+                                "  noveltykit export models/mine --out mine.onnx\n"
+                                "  noveltykit export runs/s/models/*/class3_seed0 --out student.onnx   # a distilled student")
     exp.add_argument("model", help="a saved detector folder (config.json + weights.safetensors)")
     exp.add_argument("--out", required=True, help="the .onnx file to write")
     exp.set_defaults(func=run_export)

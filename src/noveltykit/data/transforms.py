@@ -14,8 +14,14 @@ import torch.nn.functional as F
 
 
 def rotate90(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Rotate by k x 90° counter-clockwise (k may be negative)."""
-    return torch.rot90(x, k % 4, dims=(2, 3))
+    """Rotate by k x 90° counter-clockwise (k may be negative). Written as torch.rot90 computes
+    it (flips and a transpose), which ONNX export can trace; rot90 itself has no ONNX operator."""
+    k %= 4
+    if k == 1:
+        return x.flip(3).transpose(2, 3)
+    if k == 2:
+        return x.flip((2, 3))
+    return x.flip(2).transpose(2, 3) if k == 3 else x
 
 
 def flip(x: torch.Tensor) -> torch.Tensor:

@@ -24,9 +24,10 @@ LOSSES = ("mse", "l1")
 
 class _Reconstruction(ReconstructionMaps, TrainedDetector):
     """Shared by the family: the loss and the score are the reconstruction error, the maps its
-    per-pixel squared error. Ignores `y`."""
+    per-pixel squared error. Ignores `y`. Exports to ONNX: the network and the error in one graph."""
 
     loss_names = ()
+    exportable = True
 
     def __init__(self, loss: str = "mse", **base):
         if loss not in LOSSES:

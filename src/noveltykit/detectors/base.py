@@ -6,6 +6,9 @@
     predict(X)              0 normal / 1 novel, by `threshold_`
     anomaly_map(X)          where the novelty is: (N, H, W) maps at the images' size, higher = more
                             novel, for detectors with `produces_maps` (else MapsNotSupported)
+    scoring_module()        the score as one traceable torch module, float32 images (N, C, H, W)
+                            in [-1, 1] -> (N,) scores equal to decision_function's, for detectors
+                            with `exportable` (ONNX export, `apply.export`; else ExportNotSupported)
     get_params() / set_params(**p)  the constructor arguments (scikit-learn's contract: `clone`,
                             `GridSearchCV` and `Pipeline` take every detector)
     save(dir) / load(dir)   safetensors + JSON, no pickle
@@ -132,6 +135,14 @@ class NotFittedError(RuntimeError):
     pass
 
 
+class ExportNotSupported(ValueError):
+    """`scoring_module` of a detector (or of its settings) whose score has no single graph."""
+
+
+def export_not_supported(name: str, why: str) -> ExportNotSupported:
+    return ExportNotSupported(f"{name}: cannot be exported to ONNX: {why}")
+
+
 class Detector:
     """Base class; see the module docstring for the contract. A scikit-learn estimator:
     `get_params(deep)`, `set_params`, `sklearn.base.clone`, tags (see "scikit-learn" below),
@@ -158,6 +169,9 @@ class Detector:
     # Gives anomaly maps (`anomaly_map`, from the subclass's `_map`); such a detector has a
     # `map_sigma` parameter, the pixels of the Gaussian that smooths them (0 = none).
     produces_maps: ClassVar[bool] = False
+    # Its score is one graph (`scoring_module`): `noveltykit export` writes it to ONNX. A detector
+    # may still refuse some settings (ExportNotSupported says which and why).
+    exportable: ClassVar[bool] = False
 
     def __init__(self, threshold_quantile: float = 0.95, validation_fraction: float = 0.1,
                  random_state: int = 0):
@@ -222,6 +236,13 @@ class Detector:
         """(N,) novelty scores of float images in [-1, 1] that autograd can differentiate w.r.t.
         `x`, on x's device (detectors with `differentiable`)."""
         raise ValueError(f"{self.name or type(self).__name__}: its score has no gradient w.r.t. the image")
+
+    def scoring_module(self) -> torch.nn.Module:
+        """The fitted score as one torch module for tracing (ONNX export): float32 images
+        (N, *input_shape_) in [-1, 1] -> (N,) scores, equal to `decision_function`'s up to float
+        rounding; the batch may be any size and nothing in it may depend on it (detectors with
+        `exportable`; an ExportNotSupported, a ValueError, says why not otherwise)."""
+        raise export_not_supported(self.name or type(self).__name__, "its score is not written as one graph")
 
     def class_log_probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """(N, K) log-probabilities of the K normal classes, differentiable w.r.t. `x`, on x's

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from PIL import Image
 from sklearn.mixture import GaussianMixture
+from torch import nn
 
-from .base import Detector
-from .distances import flatten
+from .base import Detector, ExportNotSupported, export_not_supported
+from .distances import Flattened, flatten
 from .pca import principal_components
 from .registry import register
 from .vectors import VectorHead
@@ -124,8 +125,8 @@ class BayesFactorModel(VectorHead):
     def log_background(self, f: torch.Tensor) -> torch.Tensor:
         f = f.double()
         D = f.shape[1]
-        if self.background == "uniform":
-            return torch.full((len(f),), -float(torch.log(self.hi_ - self.lo_).sum()), dtype=torch.float64)
+        if self.background == "uniform":  # full_like: a graph traced from it keeps its batch axis free
+            return torch.full_like(f[:, 0], -float(torch.log(self.hi_ - self.lo_).sum()))
         if self.background == "compression":
             bin_width = 2 / 255  # one 8-bit level in [-1, 1]
             return -png_bits(f.float().view(-1, *self.image_shape)) * math.log(2) - D * math.log(bin_width)
@@ -138,6 +139,12 @@ class BayesFactorModel(VectorHead):
     def score(self, f: torch.Tensor) -> np.ndarray:
         """-log BF: log P(x | background) - log P(x | normal) - log c."""
         return (self.log_background(f) - self.log_normal(f) - self.log_c).numpy()
+
+    def module(self) -> nn.Module:
+        """`score` as one module (ONNX export): the fitted tensors become constants of the trace."""
+        if self.background == "compression":
+            raise ExportNotSupported("background='compression' codes each image as a PNG file, which no graph does")
+        return BayesFactorScore(self)
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean_, "basis": self.basis_, "variances": self.variances_, "resid_var": self.resid_var_,
@@ -153,6 +160,17 @@ class BayesFactorModel(VectorHead):
             setattr(self, f"{k}_", v.double())
         self.val_loglik_ = {int(k): v for k, v in info.get("val_loglik", {}).items()}
         self.converged_ = info.get("converged")
+
+
+class BayesFactorScore(nn.Module):
+    """Rows (N, D) -> -log BF (float64): `BayesFactorModel.score` without leaving torch."""
+
+    def __init__(self, model: BayesFactorModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.model.log_background(f) - self.model.log_normal(f) - self.model.log_c
 
 
 def check_bayes_params(n_components, components, background, inflate, margin, c, threshold, pixels: bool):
@@ -183,6 +201,7 @@ class BayesFactorDetector(Detector):
 
     name = "bayes-factor"
     summary = "pixels: Bayes factor, normal vs background model"
+    exportable = True  # but for background="compression"
 
     def __init__(self, n_components: int = 32, components: str = "1-2-4-8", background: str = "gaussian",
                  inflate: float = 4.0, c: float = 1.0, threshold: str = "quantile", **base):
@@ -214,6 +233,13 @@ class BayesFactorDetector(Detector):
 
     def _score(self, x) -> np.ndarray:
         return self.model_.score(flatten(x))
+
+    def scoring_module(self) -> nn.Module:
+        self._check_fitted()
+        try:
+            return Flattened(self.model_.module())
+        except ExportNotSupported as exc:
+            raise export_not_supported(self.name, str(exc)) from None
 
     def _state(self):
         return self.model_.state()

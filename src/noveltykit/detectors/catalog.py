@@ -1,8 +1,9 @@
 """What `noveltykit detectors` prints: one line a detector (what it is, whether it trains a network,
-needs labels or an optional extra, its measured cost relative to `knn`), or one detector in full.
+needs labels or an optional extra, its measured cost relative to `knn`), or one detector in full
+(with whether it exports to ONNX).
 
 Everything comes from the detectors' own contract (`summary`, `trains_network`, `uses_labels`,
-`extras`) and from `costs.json` beside this module, written by `benchmarks/detector_costs.py`.
+`extras`, `exportable`) and from `costs.json` beside this module, written by `benchmarks/detector_costs.py`.
 """
 from __future__ import annotations
 
@@ -89,7 +90,9 @@ def catalog(verbose: bool = False) -> list[str]:
 def describe(name: str) -> list[str]:
     """One detector in full: summary, marks, measured cost (seconds and relative), default parameters."""
     cls = detector_class(name)  # an unknown name: ValueError listing the available ones
-    lines = [f"{name}: {cls.summary}", f"  {', '.join(marks(name))}"]
+    lines = [f"{name}: {cls.summary}", f"  {', '.join(marks(name))}",
+             "  exports to ONNX: noveltykit export (a setting that cannot says so)" if cls.exportable
+             else "  no ONNX export"]
     own = measured_costs().get("detectors", {}).get(name)
     cost = relative_cost(name)
     if own and cost:

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 
 from ..nets.conv import AllConvNet, ConvClassifier
 from ..nets.dropout import sample_networks
+from .base import export_not_supported
 from .registry import register
-from .torch_base import TrainedDetector
+from .torch_base import BatchScore, TrainedDetector
 
 ARCHS = ("small", "allconv")
 NEEDS_CLASSES = ("certainty needs the class labels of two or more normal classes: the leave-one-out "
@@ -29,10 +30,12 @@ NEEDS_CLASSES = ("certainty needs the class labels of two or more normal classes
                  "subfolder per normal class under train/")
 
 
-def certainty(p: torch.Tensor) -> torch.Tensor:
-    """(N, K) class distributions -> (N,) 1 - H(p) / log K."""
+def certainty(p: torch.Tensor, traceable: bool = False) -> torch.Tensor:
+    """(N, K) class distributions -> (N,) 1 - H(p) / log K. `traceable`: -p log p written out for
+    ONNX export (which has no `entr`), log(0) kept finite; equal where p is not subnormal."""
     k = p.shape[1]
-    return 1 - torch.special.entr(p).sum(1) / math.log(k)
+    terms = -(p * p.clamp_min(torch.finfo(p.dtype).tiny).log()) if traceable else torch.special.entr(p)
+    return 1 - terms.sum(1) / math.log(k)
 
 
 @register
@@ -43,6 +46,7 @@ class CertaintyDetector(TrainedDetector):
     summary = "classifier of the normal classes: novel if unsure"
     uses_labels = True
     classifies = True
+    exportable = True  # with mc_samples=0
 
     def __init__(self, arch: str = "small", width: int = 16, dropout: float = 0.3, mc_samples: int = 0,
                  **base):
@@ -85,6 +89,14 @@ class CertaintyDetector(TrainedDetector):
 
     def _score_batch(self, model, x):
         return 1 - certainty(self.probabilities(model, x))
+
+    def scoring_module(self):
+        if self.mc_samples:
+            raise export_not_supported(self.name, f"mc_samples={self.mc_samples}: its dropout masks are drawn "
+                                                  "per sampled network, which a graph does not; mc_samples=0 exports")
+        self._check_fitted()
+        return BatchScore(lambda model, x: 1 - certainty(self.probabilities(model, x), traceable=True),
+                          self.scorer().cpu().eval())
 
     def class_log_probabilities(self, x):
         return self._on_scorer(lambda model, xd: self.probabilities(model, xd).clamp_min(1e-30).log(), x)

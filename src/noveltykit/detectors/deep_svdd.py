@@ -40,6 +40,7 @@ class DeepSVDDDetector(TrainedDetector):
 
     name = "deep-svdd"
     summary = "Deep SVDD: distance to a centre in learnt features"
+    exportable = True
     loss_names = ()
 
     def __init__(self, width: int = 16, code: int = 32, arch: str = "dcgan", objective: str = "one-class", nu: float = 0.1,

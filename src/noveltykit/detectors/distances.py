@@ -2,12 +2,17 @@
 
 Never materialises a queries x references matrix larger than `max_block_elems` floats, so kNN and
 KDE scale to large training sets at a fixed memory cost.
+
+For ONNX export (`Detector.scoring_module`) the same arithmetic as modules: `SquaredDistances`
+(the references a constant, one matrix product), `NearestDistances` (its k smallest, by top-k),
+`Flattened` (images to rows in front of a module on rows).
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import torch
+from torch import nn
 
 DEFAULT_BLOCK_ELEMS = 1 << 24  # 16M floats = 64 MiB per distance block
 
@@ -41,3 +46,44 @@ def sq_dist_blocks(queries: torch.Tensor, refs: torch.Tensor, max_block_elems: i
 
 def flatten(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(len(x), -1).contiguous()
+
+
+class SquaredDistances(nn.Module):
+    """(N, D) rows -> (N, R) squared Euclidean distances to the R rows of `refs` (a constant of the
+    module), |q|^2 + |r|^2 - 2 q.r clamped at 0 as `sq_dist_blocks` computes them, in one product
+    (the whole N x R matrix: scoring a graph holds it), in the references' dtype."""
+
+    def __init__(self, refs: torch.Tensor):
+        super().__init__()
+        self.register_buffer("refs", refs.detach().clone())
+        self.register_buffer("refs_sq", self.refs.pow(2).sum(1))
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        q = q.to(self.refs.dtype)
+        d2 = (q.pow(2).sum(1, keepdim=True) + self.refs_sq[None]) - 2 * (q @ self.refs.T)
+        return d2.clamp(min=0.0)
+
+
+class NearestDistances(nn.Module):
+    """(N, D) rows -> (N, k) Euclidean distances to the k nearest rows of `refs`, ascending
+    (`knn.knn_distances` as one graph: the references a constant, a matrix product, a top-k)."""
+
+    def __init__(self, refs: torch.Tensor, k: int):
+        super().__init__()
+        if not 1 <= k <= len(refs):
+            raise ValueError(f"k={k} nearest of {len(refs)} references")
+        self.distances, self.k = SquaredDistances(refs), int(k)
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        return self.distances(q).topk(self.k, dim=1, largest=False).values.sqrt()
+
+
+class Flattened(nn.Module):
+    """Images (N, C, H, W) -> rows (N, C*H*W) -> `rows`, the module that scores rows."""
+
+    def __init__(self, rows: nn.Module):
+        super().__init__()
+        self.rows = rows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rows(x.flatten(1))

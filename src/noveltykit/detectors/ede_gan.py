@@ -34,6 +34,7 @@ class _GANDetector(TorchDetector):
     override them (None = from the preset or budget); the resolved config is saved when fitted."""
 
     variant = ""
+    exportable = True  # `scoring_module`: the generator and its score (`train.gan.ScoreModule`)
     trace_: dict = {}  # read-only default: a distilled student keeps no trace
     events_: list = []
 

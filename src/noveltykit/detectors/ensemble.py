@@ -39,8 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
-from .base import Detector
+from .base import Detector, ExportNotSupported, export_not_supported
 from .context import RunContext
 from .fit_cache import fit_cached
 from .registry import detector_class, is_known, make, register
@@ -213,6 +215,26 @@ class _FromMembers:
         return self.of_members([detector_class(name) for name, _ in parse_members(obj.members)])
 
 
+class EnsembleScore(nn.Module):
+    """The zscore ensemble as one graph: images -> each member's graph -> (score - mean) / std,
+    float64 -> the weighted sum."""
+
+    def __init__(self, members: list[nn.Module], standardisation: list[dict], weights: np.ndarray):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.stats = [(float(s["mean"]), float(s["std"])) for s in standardisation]
+        self.weights = [float(w) for w in weights]
+        sizes = [m.images_per_call for m in members if getattr(m, "images_per_call", None)]
+        self.images_per_call = min(sizes) if sizes else None  # for a member that says (ONNX export)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for member, (mean, std), w in zip(self.members, self.stats, self.weights):
+            part = w * ((member(x).double() - mean) / std)
+            total = part if total is None else total + part
+        return total
+
+
 @register
 class EnsembleDetector(Detector):
     """A weighted mean of member detectors' scores, each standardised on its own normal validation
@@ -224,6 +246,8 @@ class EnsembleDetector(Detector):
     reads_uint8 = True  # images go on to the members as they came; each reads them its own way
     run_needs = _FromMembers(frozenset(), lambda classes: frozenset().union(*(c.run_needs for c in classes)))
     uses_labels = _FromMembers(False, lambda classes: any(c.uses_labels for c in classes))
+    # ONNX export: with combine="zscore" and members that export (`scoring_module` says which not)
+    exportable = _FromMembers(True, lambda classes: all(c.exportable for c in classes))
 
     def __init__(self, members: str = "pca+kde", combine: str = "zscore", weights: list[float] | str | None = None,
                  **base):
@@ -322,6 +346,21 @@ class EnsembleDetector(Detector):
 
     def _score(self, x) -> np.ndarray:
         return self.member_weights() @ self.member_scores(x)
+
+    def scoring_module(self) -> nn.Module:
+        """The members' graphs side by side, each z-scored, weighted (combine="zscore" only)."""
+        self._check_fitted()
+        if self.combine != "zscore":
+            raise export_not_supported(self.name, f"combine={self.combine!r} interpolates in each member's "
+                                                  "validation scores, which is not written as a graph; "
+                                                  "combine='zscore' exports")
+        modules = []
+        for i, member in enumerate(self.members_):
+            try:
+                modules.append(member.scoring_module())
+            except ExportNotSupported as exc:
+                raise export_not_supported(self.name, f"member {i}: {exc}") from None
+        return EnsembleScore(modules, self.standardisation_, self.member_weights())
 
     def fit_report(self) -> dict:
         return {"member_fits": [{"member": i, "detector": m.name, **self.standardisation_[i], **m.fit_report()}

@@ -33,6 +33,7 @@ from ..data.transforms import random_colour_jitter, random_resized_crops
 from ..features.extractor import FeatureExtractor, load_backbone
 from ..features.weights import weights_sha256
 from ..nets.efficientnet_lite import lite_spec
+from .distances import NearestDistances
 from .registry import register
 from .torch_base import TrainedDetector
 
@@ -72,8 +73,11 @@ class TunedBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] (any size, 1 or 3 channels) -> pooled head features (N, 1280)."""
+        return self.body(self.extractor.prepare(x).contiguous(memory_format=torch.channels_last))
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """Prepared images (N, 3, size, size) -> pooled head features (N, 1280)."""
         net = self.net
-        x = self.extractor.prepare(x).contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             h = F.relu6(net._bn0(net._conv_stem(x)))
             for block in net._blocks[:self.frozen]:
@@ -83,11 +87,32 @@ class TunedBackbone(nn.Module):
         return F.relu6(net._bn1(net._conv_head(h))).mean(dim=(2, 3))
 
 
+class TunedScore(nn.Module):
+    """The score as one graph (ONNX export): float images of one shape -> `InputGraph` (the
+    extractor's resize and scaling) -> the tuned network's features -> kNN to the bank (a
+    constant): 1 - the mean of the k largest cosines, or the mean of the k smallest Euclidean
+    distances (`NearestDistances`)."""
+
+    def __init__(self, model: TunedBackbone, shape: tuple[int, int, int], k: int, normalise: bool):
+        super().__init__()
+        self.prepare, self.model = model.extractor.input_graph(shape), model.eval()
+        self.k, self.normalise = min(k, len(model.bank)), normalise
+        self.nearest = None if normalise else NearestDistances(model.bank, self.k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.model.body(self.prepare(x))
+        if self.normalise:
+            return 1 - (F.normalize(f, dim=1) @ self.model.bank.T).topk(self.k, dim=1).values.mean(1)
+        return self.nearest(f).mean(1)
+
+
 class FineTunedFeatureDetector(TrainedDetector):
     """The shared part: the tuned backbone, the centre, the bank and the kNN score. A subclass
-    writes `_loss`, and `normalise` (unit-norm features, cosine kNN) or not (Euclidean)."""
+    writes `_loss`, and `normalise` (unit-norm features, cosine kNN) or not (Euclidean).
+    Exports to ONNX (`TunedScore`)."""
 
     extras = ("pretrained",)
+    exportable = True
     score_batch_size = 4 * SCORE_BATCH  # images a scoring pass, in calls of SCORE_BATCH
     normalise = True
     loss_names = ()
@@ -152,6 +177,10 @@ class FineTunedFeatureDetector(TrainedDetector):
         if self.normalise:
             return 1 - (f @ model.bank.T).topk(k, dim=1).values.mean(1)
         return torch.cdist(f, model.bank).topk(k, dim=1, largest=False).values.mean(1)
+
+    def scoring_module(self) -> nn.Module:
+        self._check_fitted()
+        return TunedScore(self.model_.cpu(), tuple(self.input_shape_), self.k, self.normalise)
 
     def _load_state(self, tensors, info):
         self.model_ = self._build(tuple(self.input_shape_))

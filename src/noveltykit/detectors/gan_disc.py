@@ -31,6 +31,7 @@ class GANDiscriminatorDetector(LoopTrainedDetector):
 
     name = "gan-disc"
     summary = "a GAN's discriminator: 1 - D(x)"
+    exportable = True
     module_name = "net"
 
     def __init__(self, score: str = "1-d", lr: float = DiscGANConfig.lr, **params):

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import torch
+from torch import nn
 
 from .base import Detector
-from .distances import DEFAULT_BLOCK_ELEMS, flatten, sq_dist_blocks
+from .distances import DEFAULT_BLOCK_ELEMS, Flattened, SquaredDistances, flatten, sq_dist_blocks
 from .knn import knn_distances
 from .registry import register
 
@@ -30,8 +31,27 @@ def gaussian_kde_logpdf(queries: torch.Tensor, refs: torch.Tensor, bandwidths: t
             lse = torch.stack([torch.logsumexp(-d2 * c, dim=1) for c in inv_2h2], dim=1)
             acc = lse if acc is None else torch.logaddexp(acc, lse)
         out[qs] = acc
-    norm = math.log(n_r) + 0.5 * dim * torch.log(2 * math.pi * bandwidths.double() ** 2)
-    return out - norm
+    return out - kde_log_norm(n_r, dim, bandwidths)
+
+
+def kde_log_norm(n_refs: int, dim: int, bandwidths: torch.Tensor) -> torch.Tensor:
+    """log(n_refs (2 pi h^2)^(dim / 2)) per bandwidth h: the KDE's normalisation."""
+    return math.log(n_refs) + 0.5 * dim * torch.log(2 * math.pi * bandwidths.double() ** 2)
+
+
+class KDENegLogDensity(nn.Module):
+    """Rows (N, D) -> (N,) -log density of the Gaussian KDE on `refs` with one bandwidth, float64
+    (`gaussian_kde_logpdf` as one graph: every distance at once)."""
+
+    def __init__(self, refs: torch.Tensor, bandwidth: float):
+        super().__init__()
+        h = torch.tensor([bandwidth], dtype=torch.float64)
+        self.distances = SquaredDistances(refs.double())
+        self.inv_2h2 = float(1.0 / (2.0 * h[0] ** 2))
+        self.log_norm = float(kde_log_norm(len(refs), refs.shape[1], h)[0])
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return -(torch.logsumexp(-self.distances(rows) * self.inv_2h2, dim=1) - self.log_norm)
 
 
 @register
@@ -40,6 +60,7 @@ class KDEDetector(Detector):
 
     name = "kde"
     summary = "pixels: Gaussian kernel density"
+    exportable = True
 
     def __init__(self, bandwidth: float | None = None, n_bandwidths: int = 15,
                  max_block_elems: int = DEFAULT_BLOCK_ELEMS, **base):
@@ -70,6 +91,14 @@ class KDEDetector(Detector):
     def _score(self, x) -> np.ndarray:
         h = torch.tensor([self.bandwidth_], dtype=torch.float64)
         return (-gaussian_kde_logpdf(flatten(x), self.memory_, h, self.max_block_elems)[:, 0]).numpy()
+
+    def vector_module(self) -> nn.Module:
+        """The score of rows (N, D), the images flattened, as one module (`DetectorHead` uses it)."""
+        return KDENegLogDensity(self.memory_, self.bandwidth_)
+
+    def scoring_module(self) -> nn.Module:
+        self._check_fitted()
+        return Flattened(self.vector_module())
 
     def _state(self):
         return {"memory": self.memory_, "bandwidth": torch.tensor([self.bandwidth_], dtype=torch.float64)}

@@ -1,12 +1,14 @@
 """k-nearest-neighbour distance (tech report §2.1): remember every normal image; an image is as
-novel as it is far from its k nearest normal neighbours. Exact and memory bounded."""
+novel as it is far from its k nearest normal neighbours. Exact and memory bounded. Exports to ONNX:
+the normal images a constant, the distances one matrix product, a top-k (`KNNScore`)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
 from .base import Detector
-from .distances import DEFAULT_BLOCK_ELEMS, flatten, sq_dist_blocks
+from .distances import DEFAULT_BLOCK_ELEMS, Flattened, NearestDistances, flatten, sq_dist_blocks
 from .registry import register
 
 AGGREGATES = ("mean", "sum", "max")
@@ -25,12 +27,31 @@ def knn_distances(queries: torch.Tensor, refs: torch.Tensor, k: int,
     return out
 
 
+def aggregate_distances(d: torch.Tensor, aggregate: str) -> torch.Tensor:
+    """(N, k) ascending distances -> (N,): their mean, sum, or the largest (the k-th)."""
+    if aggregate == "mean":
+        return d.mean(1)
+    return d.sum(1) if aggregate == "sum" else d[:, -1]
+
+
+class KNNScore(nn.Module):
+    """Rows (N, D) -> the `aggregate` of their Euclidean distances to the k nearest of `memory`."""
+
+    def __init__(self, memory: torch.Tensor, k: int, aggregate: str):
+        super().__init__()
+        self.nearest, self.aggregate = NearestDistances(memory, k), aggregate
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return aggregate_distances(self.nearest(rows), self.aggregate)
+
+
 @register
 class KNNDetector(Detector):
     """Mean (or sum, max) Euclidean distance to the k nearest normal images. Ignores `y`."""
 
     name = "knn"
     summary = "pixels: distance to the k nearest normal images"
+    exportable = True
 
     def __init__(self, k: int = 5, aggregate: str = "mean", max_block_elems: int = DEFAULT_BLOCK_ELEMS,
                  **base):
@@ -48,8 +69,15 @@ class KNNDetector(Detector):
 
     def _score(self, x) -> np.ndarray:
         d = knn_distances(flatten(x), self.memory_, self.k, self.max_block_elems)
-        reduce = {"mean": lambda t: t.mean(1), "sum": lambda t: t.sum(1), "max": lambda t: t[:, -1]}
-        return reduce[self.aggregate](d).numpy()
+        return aggregate_distances(d, self.aggregate).numpy()
+
+    def vector_module(self) -> nn.Module:
+        """The score of rows (N, D), the images flattened, as one module (`DetectorHead` uses it)."""
+        return KNNScore(self.memory_, self.k, self.aggregate)
+
+    def scoring_module(self) -> nn.Module:
+        self._check_fitted()
+        return Flattened(self.vector_module())
 
     def _state(self):
         return {"memory": self.memory_}

@@ -5,10 +5,24 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.svm import OneClassSVM
+from torch import nn
 
 from .base import Detector
-from .distances import DEFAULT_BLOCK_ELEMS, flatten, sq_dist_blocks
+from .distances import DEFAULT_BLOCK_ELEMS, Flattened, SquaredDistances, flatten, sq_dist_blocks
 from .registry import register
+
+
+class SVMScore(nn.Module):
+    """Rows (N, D) -> minus libsvm's RBF decision function, float64, the support vectors a constant."""
+
+    def __init__(self, support_vectors: torch.Tensor, dual_coef: torch.Tensor, intercept: float, gamma: float):
+        super().__init__()
+        self.distances = SquaredDistances(support_vectors.double())
+        self.register_buffer("dual_coef", dual_coef.detach().double().clone())
+        self.intercept, self.gamma = float(intercept), float(gamma)
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return -(torch.exp(-self.gamma * self.distances(rows)) @ self.dual_coef + self.intercept)
 
 
 @register
@@ -17,6 +31,7 @@ class OCSVMDetector(Detector):
 
     name = "ocsvm"
     summary = "pixels: RBF one-class SVM"
+    exportable = True
 
     def __init__(self, nu: float = 0.1, gamma: float | str = "scale", max_train: int = 10000,
                  cache_mb: int = 1000, **base):
@@ -57,6 +72,14 @@ class OCSVMDetector(Detector):
 
     def _score(self, x) -> np.ndarray:
         return -self.svm_decision(x)
+
+    def vector_module(self) -> nn.Module:
+        """The score of rows (N, D), the images flattened, as one module (`DetectorHead` uses it)."""
+        return SVMScore(self.support_vectors_, self.dual_coef_, self.intercept_, self.gamma_)
+
+    def scoring_module(self) -> nn.Module:
+        self._check_fitted()
+        return Flattened(self.vector_module())
 
     def _state(self):
         return {"support_vectors": self.support_vectors_, "dual_coef": self.dual_coef_,

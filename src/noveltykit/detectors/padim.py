@@ -16,15 +16,36 @@ The paper keeps 100 of ResNet-18's 448 channels; `n_channels` 64 of these 176 by
 model holds an inverse covariance per position: 56 * 56 * 64 * 64 floats = 51 MB at 224 px (100
 channels: 125 MB). The statistics are summed chunk by chunk in float64, so a fit holds them, never
 every training image's features.
+
+ONNX export (`PaDiMScore`): the patch maps (`features.PatchGraph`), the kept channels, each
+position's Mahalanobis distance by batched matrix products, the image's largest, one graph.
 """
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .patch_features import PatchDetector
 from .registry import register
 
 COV_RIDGE = 0.01  # the paper's regulariser: cov + 0.01 I is invertible with few images
+
+
+class PaDiMScore(nn.Module):
+    """Images -> the largest Mahalanobis distance of a patch under its position's Gaussian."""
+
+    def __init__(self, maps: nn.Module, channels: torch.Tensor, mean: torch.Tensor, inv_cov: torch.Tensor):
+        super().__init__()
+        self.maps = maps
+        self.register_buffer("channels", channels.long().clone())
+        self.register_buffer("mean", mean.float().clone())  # (P, d)
+        self.register_buffer("inv_cov", inv_cov.float().clone())  # (P, d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.maps(x).index_select(1, self.channels).flatten(2).permute(2, 0, 1)  # (P, N, d)
+        delta = f - self.mean[:, None, :]
+        m2 = (torch.matmul(delta, self.inv_cov) * delta).sum(2)  # (P, N)
+        return m2.clamp_min(0).sqrt().amax(0)
 
 
 @register
@@ -34,6 +55,7 @@ class PaDiMDetector(PatchDetector):
 
     name = "padim"
     summary = "ImageNet patches: a Gaussian per patch position"
+    exportable = True
 
     def __init__(self, n_channels: int = 64, stages: str = "2+3+5", **features):
         """`n_channels`: how many of the concatenated stages' channels a patch keeps, drawn at
@@ -77,6 +99,10 @@ class PaDiMDetector(PatchDetector):
             m2 = torch.bmm(torch.bmm(delta, self.inv_cov_), delta.transpose(1, 2)).view(h, w)
             out.append(m2.clamp_min(0).sqrt())
         return torch.stack(out)
+
+    def scoring_module(self) -> nn.Module:
+        self._check_fitted()
+        return PaDiMScore(self.patch_maps().graph(tuple(self.input_shape_)), self.channels_, self.mean_, self.inv_cov_)
 
     def _state(self):
         return {"mean": self.mean_, "inv_cov": self.inv_cov_, "channels": self.channels_}

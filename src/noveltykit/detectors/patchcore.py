@@ -15,6 +15,11 @@ Default stages '3+5' on Lite0: the ends of its stride-8 and stride-16 block grou
 channels), the places of the paper's WideResNet-50 layer2 and layer3 (the last blocks at stride 8
 and 16): mid-level features, local enough to place a defect and not yet ImageNet's classes.
 At 224 px the grid is 28x28, the paper's.
+
+ONNX export (`PatchCoreScore`, reweight=False): the patch maps (`features.PatchGraph`), every
+patch's squared distance to every bank entry by one matrix product, the nearest's exact distance,
+the image's largest. That holds (N, patches, bank) floats at once: the graph says how many images a
+call should hold (`images_per_call`, from SCORE_FLOATS), which the export keeps as metadata.
 """
 from __future__ import annotations
 
@@ -23,7 +28,9 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from .base import export_not_supported
 from .patch_features import PatchDetector
 from .registry import register
 
@@ -33,6 +40,7 @@ BANK_CHUNK = 8192  # bank entries per distance block: an image's block stays 784
 # the coreset's lazy loop: points a block, centres a matrix product (2 MB of distances at once);
 # 256 was the fastest of 128-4096 on 141,120 patches
 BLOCK, CENTRE_CHUNK = 256, 2048
+SCORE_FLOATS = 1 << 26  # the exported graph's patch-to-bank distances: 256 MB a call at most
 
 
 def greedy_coreset(points: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
@@ -108,6 +116,27 @@ def nearest_in_bank(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Te
     return (queries - bank[index]).pow(2).sum(1).sqrt(), index
 
 
+class PatchCoreScore(nn.Module):
+    """Images -> the largest distance of a patch to its nearest bank entry (reweight=False), one
+    graph; `channel_pool` (dim, feature_dim) averages channels as `adaptive_avg_pool1d` does."""
+
+    def __init__(self, maps: nn.Module, bank: torch.Tensor, channel_pool: torch.Tensor | None, patches: int):
+        super().__init__()
+        self.maps = maps
+        self.register_buffer("bank", bank.detach().float().clone())
+        self.register_buffer("bank_sq", self.bank.pow(2).sum(1))
+        self.register_buffer("channel_pool", channel_pool)
+        self.images_per_call = max(1, SCORE_FLOATS // (patches * len(bank)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self.maps(x).flatten(2).transpose(1, 2)  # (N, h * w, dim), row-major as `_patches`
+        if self.channel_pool is not None:
+            rows = rows @ self.channel_pool
+        d2 = (rows.pow(2).sum(2, keepdim=True) + self.bank_sq) - 2 * (rows @ self.bank.T)
+        nearest = self.bank[d2.argmin(2)]  # (N, h * w, dim): as `nearest_in_bank`, the winner's own distance
+        return (rows - nearest).pow(2).sum(2).sqrt().amax(1)
+
+
 @register
 class PatchCoreDetector(PatchDetector):
     """PatchCore: distance of each patch to a coreset of normal patches; the image's score is the
@@ -115,6 +144,7 @@ class PatchCoreDetector(PatchDetector):
 
     name = "patchcore"
     summary = "ImageNet patches: distance to a coreset of normal ones"
+    exportable = True  # with reweight=False
     pool = 3  # PatchCore's local aggregation: 3x3 patches
 
     def __init__(self, coreset_ratio: float = 0.1, reweight: bool = False, feature_dim: int | None = None,
@@ -186,6 +216,18 @@ class PatchCoreDetector(PatchDetector):
             to_around = (self.bank_[around] - patches[far]).pow(2).sum(1).sqrt()
             out.append((1 - torch.softmax(to_around, 0)[0]) * dist[far])
         return torch.stack(out)
+
+    def scoring_module(self) -> nn.Module:
+        self._check_fitted()
+        if self.reweight:
+            raise export_not_supported(self.name, "reweight=True looks up the bank around each image's farthest "
+                                                  "patch, which is not written as a graph; reweight=False exports")
+        maps = self.patch_maps()
+        dim = maps.dim
+        pool = None
+        if self.feature_dim is not None and self.feature_dim < dim:
+            pool = F.adaptive_avg_pool1d(torch.eye(dim)[:, None], self.feature_dim)[:, 0].contiguous()
+        return PatchCoreScore(maps.graph(tuple(self.input_shape_)), self.bank_, pool, self.grid_[0] * self.grid_[1])
 
     def _state(self):
         return {"bank": self.bank_}

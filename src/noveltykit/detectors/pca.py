@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
 from .base import Detector
-from .distances import flatten
+from .distances import Flattened, flatten
 from .registry import register
 
 
@@ -15,6 +16,7 @@ class PCADetector(Detector):
 
     name = "pca"
     summary = "pixels: PCA reconstruction error"
+    exportable = True
 
     def __init__(self, n_components: int | float = 0.9, **base):
         """`n_components`: an int count, or a float in (0, 1) = fraction of variance to keep."""
@@ -37,15 +39,40 @@ class PCADetector(Detector):
         self.components_ = evecs[:, :n].T.contiguous()  # (n, D)
 
     def _score(self, x) -> np.ndarray:
-        centred = flatten(x).double() - self.mean_
-        recon = centred @ self.components_.T @ self.components_
-        return (centred - recon).pow(2).sum(1).numpy()
+        return pca_error(flatten(x), self.mean_, self.components_).numpy()
+
+    def vector_module(self) -> nn.Module:
+        """The score of rows (N, D), the images flattened, as one module (`DetectorHead` uses it)."""
+        return PCAError(self.mean_, self.components_)
+
+    def scoring_module(self) -> nn.Module:
+        self._check_fitted()
+        return Flattened(self.vector_module())
 
     def _state(self):
         return {"mean": self.mean_, "components": self.components_}
 
     def _load_state(self, tensors, info):
         self.mean_, self.components_ = tensors["mean"], tensors["components"]
+
+
+def pca_error(rows: torch.Tensor, mean: torch.Tensor, components: torch.Tensor) -> torch.Tensor:
+    """(N,) squared distance of each row to the affine subspace mean + span(components), float64."""
+    centred = rows.double() - mean
+    recon = centred @ components.T @ components
+    return (centred - recon).pow(2).sum(1)
+
+
+class PCAError(nn.Module):
+    """`pca_error` with the mean and components as constants: rows (N, D) -> (N,) float64."""
+
+    def __init__(self, mean: torch.Tensor, components: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean.detach().double().clone())
+        self.register_buffer("components", components.detach().double().clone())
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return pca_error(rows, self.mean, self.components)
 
 
 def principal_components(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

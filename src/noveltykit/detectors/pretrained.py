@@ -10,18 +10,24 @@ scores it.
 The network weights come from an installed package, never from a saved model: a saved detector
 holds only what its head learned, plus the weights' sha256, checked when it is loaded. The
 extractor is built when first needed, so parameters can be set and checked without the package.
+
+ONNX export (`scoring_module`): the extractor for the fitted image shape (`FeatureGraph`: resize,
+scaling, backbone, pooling, flip, stage norm) and the head's own graph (`VectorHead.module`) in
+one module; fp32 features whatever `precision` says, the head in float64 as when scoring.
 """
 from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..features.extractor import FeatureExtractor, parse_stages, stages_label
 from ..features.weights import check_fitted_weights, weights_sha256
-from .base import Detector
+from .base import Detector, ExportNotSupported, export_not_supported
 from .bayes_factor import BayesFactorModel, check_bayes_params, parse_components
 from .registry import register
 from .vectors import DetectorHead, GaussianHead, KNNHead, VectorHead
@@ -37,6 +43,7 @@ class FeatureDetector(Detector):
     # A features.FeatureStore of images seen before (from the RunContext, set by `configure`):
     # known images skip the network; and the seconds it took to make.
     feature_store, feature_seconds_ = None, None
+    exportable = True
 
     def __init__(self, size: int = 224, input_scaling: str = "pm1", stages: str = "last",
                  backbone: str = "efficientnet-lite0", batch_size: int | None = None, precision: str = "fp32",
@@ -99,6 +106,18 @@ class FeatureDetector(Detector):
         kept, self._val_features = self._val_features, None
         f = kept[1] if kept is not None and kept[0] is x else self.features(x)
         return self.head_.score(f)
+
+    def scoring_module(self) -> nn.Module:
+        self._check_fitted()
+        try:
+            head = self.head_.module()
+        except ExportNotSupported as exc:
+            raise export_not_supported(self.name, str(exc)) from None
+        if self.precision == "bf16":
+            warnings.warn(f"{self.name}: precision='bf16': the exported graph computes fp32 features, so its "
+                          "scores are those of precision='fp32', which differ slightly from bf16 ones where "
+                          "this CPU computes bf16 (docs/pretrained.md)", RuntimeWarning, stacklevel=2)
+        return nn.Sequential(self.extractor().graph(self.input_shape_), head)
 
     def _state(self):
         return {f"head.{k}": v for k, v in self.head_.state().items()}

@@ -57,6 +57,11 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def exportable_names() -> list[str]:
+    """The registered detectors whose score exports to ONNX (`exportable`), sorted."""
+    return [name for name in available() if _REGISTRY[name].exportable]
+
+
 def default_params() -> dict[str, dict]:
     """Each registered detector's name -> the parameters `make(name)` gives it, sorted by name."""
     return {name: make(name).get_params() for name in available()}

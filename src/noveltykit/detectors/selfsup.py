@@ -27,6 +27,7 @@ from torch import nn
 from ..data.geometric import SETS, apply_each, transformation_set
 from ..data.transforms import random_translations
 from ..nets.wrn import WideResNet
+from .base import export_not_supported
 from .registry import register
 from .torch_base import TrainedDetector
 
@@ -72,6 +73,7 @@ class SelfSupervisedDetector(TrainedDetector):
 
     name = "selfsup"
     summary = "which transform was applied? unsure on novel images"
+    exportable = True  # with score="nll"
     # Scoring runs the net T times a batch: 128 images a pass fit the CPU's caches better than 512
     # (WRN-10-1, one AMD EPYC thread: x1.5-1.8; benchmarks/wrn_layout_speed.py).
     score_batch_size = 128
@@ -132,7 +134,7 @@ class SelfSupervisedDetector(TrainedDetector):
         lp = self.log_probs(model, x)
         offsets = torch.tensor(np.cumsum((0,) + ts.heads[:-1]), device=x.device)
         true = (ts.labels.to(x.device) + offsets)  # (T, heads): the true class's column
-        return -lp.gather(2, true.expand(len(x), -1, -1)).sum((1, 2))
+        return -lp.gather(2, true.expand(x.shape[0], -1, -1)).sum((1, 2))  # shape[0]: traced, the batch stays free
 
     def _clipped(self, lp: torch.Tensor, heads) -> list[torch.Tensor]:
         """Per head: probabilities clipped away from 0 and 1 and renormalised, (N, T, K)."""
@@ -150,6 +152,12 @@ class SelfSupervisedDetector(TrainedDetector):
         for p, a in zip(self._clipped(self.log_probs(model, x), heads), torch.split(model.alpha, heads, 1)):
             total -= torch.distributions.Dirichlet(a.double()).log_prob(p.double()).sum(1)
         return total
+
+    def scoring_module(self):
+        if self.score != "nll":
+            raise export_not_supported(self.name, f"score={self.score!r}: its Dirichlet log-density needs log-gamma, "
+                                                  "which ONNX has no operator for; score='nll' exports")
+        return super().scoring_module()
 
     def _val_loss(self, model, x_val):
         """The training loss on normal validation images, each under one fixed transformation

@@ -15,6 +15,10 @@ only what is its own, on one screen: the network (`_build`), the training loss (
 per-image score (`_score_batch`, higher = more novel). The normal-only validation loss that
 selection and early stopping read is the mean validation score, unless `_val_loss` says otherwise.
 
+ONNX export: a family that sets `exportable` gets `scoring_module()` from `_score_batch` on its
+scoring module (`BatchScore`), when that is plain arithmetic of the batch (no randomness, nothing
+that depends on the batch's size).
+
 `ReconstructionMaps`, listed first among a detector's bases, gives a detector whose network
 reconstructs its images anomaly maps: the per-pixel reconstruction error (the autoencoders, the
 VAE, the ED/EDÊ/EDE-GANs), with a `map_sigma` parameter.
@@ -38,6 +42,17 @@ LR_SCHEDULES = ("constant", "cosine")
 # The CPU budget of the trained detectors' `epochs`, fixed before any benchmark ran: about 3 s an
 # epoch for the conv nets on one MNIST class on one core, so a cell trains in 1-2 minutes.
 CPU_EPOCHS = 30
+
+
+class BatchScore(nn.Module):
+    """`score_batch(module, x)` as one module: what a torch detector's ONNX export traces."""
+
+    def __init__(self, score_batch, module: nn.Module):
+        super().__init__()
+        self.net, self.score_batch = module, score_batch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.score_batch(self.net, x)
 
 
 class TorchDetector(Detector):
@@ -105,6 +120,13 @@ class TorchDetector(Detector):
 
     def differentiable_score(self, x: torch.Tensor) -> torch.Tensor:
         return self._on_scorer(self._score_batch, x)
+
+    def scoring_module(self) -> nn.Module:
+        """`_score_batch` on the scoring module, on the CPU in eval mode (families with `exportable`)."""
+        if not self.exportable:
+            return super().scoring_module()
+        self._check_fitted()
+        return BatchScore(self._score_batch, self.scorer().cpu().eval())
 
     def _monitor(self):
         """The training loop's monitor when the context has one: it scores with each epoch's module."""

@@ -9,14 +9,16 @@ Gaussian decoder, variance 1/2) plus `beta` x KL(q(z|x) || N(0, I)). Scores, hig
 Anomaly maps, whichever the score: the per-pixel squared error of the reconstruction from the
 posterior mean, averaged over channels (`torch_base.ReconstructionMaps`); with score="elbo" the
 image score is not derived from the map (it adds the KL term and averages posterior draws).
+Exports to ONNX with either score: the network, and for "elbo" the fixed draws as a constant.
 """
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ..nets.conv import NORMS, ConvVAE
 from .registry import register
-from .torch_base import ReconstructionMaps, TrainedDetector, reconstruction_error
+from .torch_base import BatchScore, ReconstructionMaps, TrainedDetector, reconstruction_error
 
 SCORES = ("recon", "elbo")
 
@@ -37,6 +39,7 @@ class VAEDetector(ReconstructionMaps, TrainedDetector):
     name = "vae"
     summary = "variational autoencoder: reconstruction error or ELBO"
     loss_names = ("recon", "kl")
+    exportable = True
 
     def __init__(self, width: int = 16, code: int = 16, norm: str = "batch", beta: float = 1.0,
                  score: str = "recon", samples: int = 8, lr: float = 1e-3, **base):
@@ -58,9 +61,14 @@ class VAEDetector(ReconstructionMaps, TrainedDetector):
         kl = kl_to_standard_normal(mu, logvar).mean()
         return recon + self.beta * kl, {"recon": recon, "kl": kl}
 
-    def negative_elbo(self, model, x: torch.Tensor) -> torch.Tensor:
+    def draws(self) -> torch.Tensor:
+        """The (samples, code) standard normal vectors every image's ELBO estimate uses."""
+        return torch.randn(self.samples, self.code, generator=torch.Generator().manual_seed(self.random_state))
+
+    def negative_elbo(self, model, x: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
+        """`draws`: `self.draws()` when None (a traced graph is given them: a constant, not a sampler)."""
         mu, logvar = model.encode(x)
-        draws = torch.randn(self.samples, self.code, generator=torch.Generator().manual_seed(self.random_state))
+        draws = self.draws() if draws is None else draws
         recon = torch.stack([summed_sq_error(x, model.decode(mu + (0.5 * logvar).exp() * e.to(mu.device)))
                              for e in draws]).mean(0)
         return recon + self.beta * kl_to_standard_normal(mu, logvar)
@@ -69,6 +77,13 @@ class VAEDetector(ReconstructionMaps, TrainedDetector):
         if self.score == "elbo":
             return self.negative_elbo(model, x)
         return reconstruction_error(x, model(x), "mse")
+
+    def scoring_module(self) -> nn.Module:
+        if self.score != "elbo":
+            return super().scoring_module()
+        self._check_fitted()
+        draws = self.draws()  # drawn now: traced, they are constants, as they are here a call
+        return BatchScore(lambda model, x: self.negative_elbo(model, x, draws), self.scorer().cpu().eval())
 
     def _val_loss(self, model, x_val):
         """Selection reads the negative ELBO (the training objective), whichever score is reported."""

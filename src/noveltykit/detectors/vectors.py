@@ -5,13 +5,19 @@ and Mahalanobis forms lose their digits in float32).
     KNNHead       mean distance to the k nearest normal vectors, cosine or Euclidean
     GaussianHead  squared Mahalanobis distance under one Gaussian, shrinkage covariance
     DetectorHead  any registered detector that only flattens its input (ocsvm, knn, kde, pca)
+
+Each head's `module()` is its score as one torch module on float32 (N, D) features, float64
+inside as here: what a feature detector's ONNX graph ends with (`Detector.scoring_module`).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 from sklearn.covariance import ledoit_wolf
+from torch import nn
 
+from .base import ExportNotSupported
+from .distances import NearestDistances
 from .knn import knn_distances
 from .registry import make
 
@@ -21,7 +27,7 @@ VECTOR_READY = ("knn", "kde", "ocsvm", "pca")
 
 
 class VectorHead:
-    """fit(f, f_val) / score(f) / state() / load_state(tensors, info) / info()."""
+    """fit(f, f_val) / score(f) / state() / load_state(tensors, info) / info(); module()."""
 
     def fit(self, f: torch.Tensor, f_val: torch.Tensor) -> None:
         raise NotImplementedError
@@ -37,6 +43,10 @@ class VectorHead:
 
     def info(self) -> dict:
         return {}
+
+    def module(self) -> nn.Module:
+        """`score` as one module: float32 features (N, D) -> (N,) scores (ONNX export)."""
+        raise ExportNotSupported(f"its head ({type(self).__name__}) is not written as one graph")
 
 
 class KNNHead(VectorHead):
@@ -64,6 +74,9 @@ class KNNHead(VectorHead):
         if self.metric == "cosine":
             d = d.pow(2) / 2  # unit vectors: |a - b|^2 = 2 - 2 cos
         return d.mean(1).numpy()
+
+    def module(self) -> nn.Module:
+        return KNNHeadScore(self.memory_, self.k, self.metric)
 
     def state(self):
         return {"features": self.features_}
@@ -106,6 +119,9 @@ class GaussianHead(VectorHead):
         z = torch.linalg.solve_triangular(self.cov_cholesky_, centred, upper=False)
         return z.pow(2).sum(0).numpy()  # (x - m)^T C^-1 (x - m) = |L^-1 (x - m)|^2
 
+    def module(self) -> nn.Module:
+        return MahalanobisScore(self.mean_, self.cov_cholesky_)
+
     def state(self):
         return {"mean": self.mean_, "cov_cholesky": self.cov_cholesky_}
 
@@ -131,6 +147,9 @@ class DetectorHead(VectorHead):
     def score(self, f) -> np.ndarray:
         return np.asarray(self.detector._score(f), np.float64)
 
+    def module(self) -> nn.Module:
+        return self.detector.vector_module()
+
     def state(self):
         return self.detector._state()
 
@@ -139,3 +158,33 @@ class DetectorHead(VectorHead):
 
     def info(self) -> dict:
         return self.detector._info()
+
+
+class KNNHeadScore(nn.Module):
+    """`KNNHead.score` as one graph: the normal vectors (unit-norm for cosine) a float64 constant."""
+
+    def __init__(self, memory: torch.Tensor, k: int, metric: str):
+        super().__init__()
+        self.nearest, self.cosine = NearestDistances(memory.double(), k), metric == "cosine"
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        f = f.double()
+        if self.cosine:
+            f = torch.nn.functional.normalize(f, dim=1)
+        d = self.nearest(f)
+        return (d.pow(2) / 2 if self.cosine else d).mean(1)
+
+
+class MahalanobisScore(nn.Module):
+    """`GaussianHead.score` as one graph: |L^-1 (f - mean)|^2 with L^-1 a float64 constant (the
+    triangular solve done once, here)."""
+
+    def __init__(self, mean: torch.Tensor, cov_cholesky: torch.Tensor):
+        super().__init__()
+        eye = torch.eye(len(cov_cholesky), dtype=torch.float64)
+        self.register_buffer("mean", mean.detach().double().clone())
+        self.register_buffer("inv_cholesky_t", torch.linalg.solve_triangular(
+            cov_cholesky.double(), eye, upper=False).T.contiguous())
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return ((f.double() - self.mean) @ self.inv_cholesky_t).pow(2).sum(1)

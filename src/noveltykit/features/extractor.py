@@ -24,6 +24,11 @@ ONNX Runtime on a CPU where it and onnx are installed, else torch. The two agree
 FEATURE_TOLERANCE; cached features are keyed by engine, so one engine's never stand in for the
 other's.
 
+ONNX export (`graph(shape)`, a `FeatureGraph`): everything above for images of one shape as one
+traceable fp32 module: the 3 channels, the resize as two constant matrices (torch exports no
+antialiased resize; a resize is linear along each axis, so `resize_matrix` takes each axis's
+weights from `F.interpolate` itself), the scaling, the backbone and pooling, the flip and stage norm.
+
 Precision (`precision`): "fp32" (the default) or "bf16", where the CPU computes bf16 natively
 (AVX512-BF16 or AMX, `hardware.native_bf16_cpu`) or on a GPU: the backbone traced and frozen by
 TorchScript under bf16 autocast, channels-last, 16 images a call: 1.1x ONNX Runtime's fp32 rate on
@@ -175,6 +180,75 @@ def bf16_in_use(precision: str, device: str) -> bool:
                       f"{torch.backends.cpu.get_cpu_capability()}), where it is emulated many times slower; "
                       "features are computed in fp32", RuntimeWarning, stacklevel=3)
     return False
+
+
+def resize_matrix(shape: tuple[int, int], size: int, axis: int, antialias: bool) -> torch.Tensor:
+    """(size, shape[axis]) float32: `prepare`'s bilinear resize of (H, W) images to size x size
+    along `axis` (0: rows, 1: columns) as a matrix, each column the resized unit vector. Taken
+    from F.interpolate on images of this very shape, constant along the other axis (whose weights
+    sum to 1), so every weight is the one it uses; a few at a time, to bound the memory."""
+    n_in, other = shape[axis], shape[1 - axis]
+    step = max(1, (1 << 22) // max(shape[0] * shape[1], size * size))  # 16 MB in, 16 MB out at most
+    columns = []
+    for start in range(0, n_in, step):
+        basis = torch.eye(n_in)[start:start + step]  # (k, n_in): unit vectors
+        images = basis[:, None, :, None].expand(-1, 1, n_in, other)
+        images = images if axis == 0 else images.transpose(2, 3)
+        out = F.interpolate(images.contiguous(), size=(size, size), mode="bilinear", align_corners=False,
+                            antialias=antialias)
+        columns.append(out[:, 0, :, 0] if axis == 0 else out[:, 0, 0, :])
+    return torch.cat(columns).T.contiguous()
+
+
+class InputGraph(torch.nn.Module):
+    """`FeatureExtractor.prepare` for float images (N, C, H, W) in [-1, 1] of one shape, as one
+    module (ONNX export): 3 channels, the resize as two matrices (`resize_matrix`), the scaling."""
+
+    def __init__(self, extractor: "FeatureExtractor", shape: tuple[int, int, int]):
+        super().__init__()
+        channels, height, width = (int(s) for s in shape)
+        if channels not in (1, 3):
+            raise ValueError(f"images must have 1 or 3 channels, got {channels}")
+        size = extractor.size
+        self.grey, self.resize = channels == 1, (height, width) != (size, size)
+        if self.resize:
+            antialias = size < max(height, width)  # as `prepare`
+            self.register_buffer("rows", resize_matrix((height, width), size, 0, antialias))
+            self.register_buffer("cols_t", resize_matrix((height, width), size, 1, antialias).T.contiguous())
+        self.imagenet = extractor.input_scaling == "imagenet"
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grey:
+            x = x.repeat(1, 3, 1, 1)
+        if self.resize:
+            x = torch.matmul(torch.matmul(self.rows, x), self.cols_t)
+        return ((x + 1) / 2 - self.mean) / self.std if self.imagenet else x
+
+
+class FeatureGraph(torch.nn.Module):
+    """`FeatureExtractor.__call__` for float images (N, C, H, W) in [-1, 1] of one shape, as one
+    fp32 module (ONNX export): `InputGraph`, the backbone's pooled stages, flip averaging and
+    stage norm -> (N, dim) float32."""
+
+    def __init__(self, extractor: "FeatureExtractor", shape: tuple[int, int, int]):
+        super().__init__()
+        self.prepare = InputGraph(extractor, shape)
+        self.net, self.stages = load_backbone(extractor.backbone), extractor.stages
+        self.flip, self.dims = extractor.tta == "flip", extractor.stage_dims if extractor.stage_norm else ()
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self.net.stage_maps(x, self.stages)
+        return torch.cat([maps[s].mean(dim=(2, 3)) for s in self.stages], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.prepare(x)
+        f = (self.pooled(x) + self.pooled(x.flip(-1))) / 2 if self.flip else self.pooled(x)
+        if self.dims:
+            parts = torch.split(f, list(self.dims), dim=1)
+            f = torch.cat([p / p.norm(dim=1, keepdim=True).clamp(min=STAGE_NORM_EPS) for p in parts], dim=1)
+        return f
 
 
 class FeatureExtractor:
@@ -362,6 +436,14 @@ class FeatureExtractor:
             head = self._flip_averaged(head)
         features = self._run(images, head, progress)
         return self.normalise_stages(features) if self.stage_norm else features
+
+    def graph(self, shape: tuple[int, int, int]) -> FeatureGraph:
+        """This extractor for float images of `shape` (C, H, W) as one fp32 module (ONNX export)."""
+        return FeatureGraph(self, shape)
+
+    def input_graph(self, shape: tuple[int, int, int]) -> InputGraph:
+        """`prepare` for float images of `shape` (C, H, W) as one module (ONNX export)."""
+        return InputGraph(self, shape)
 
     def logits(self, images, progress: bool | None = None) -> np.ndarray:
         """ImageNet class logits (N, 1000), with the same preprocessing; for sanity checks."""

@@ -10,7 +10,8 @@ the first (finest) stage's grid and the stages concatenated along channels in ne
 
 Every network call sees exactly `per_call` images (the last padded with copies), as in the
 extractor: a patch's features do not depend on which images came with it. Torch runs the
-network (ONNX Runtime's export in the extractor pools the maps away).
+network (ONNX Runtime's export in the extractor pools the maps away). `graph(shape)`: the same
+for float images of one shape as one traceable module (`PatchGraph`, for ONNX export).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from .extractor import FeatureExtractor
+from .extractor import FeatureExtractor, load_backbone
 
 
 class PatchMaps:
@@ -45,20 +46,25 @@ class PatchMaps:
         return self.extractor.dim
 
     def _maps(self, net, x: torch.Tensor, per_call: int) -> torch.Tensor:
-        out = []
-        for j in range(0, len(x), per_call):
-            maps = net.stage_maps(x[j:j + per_call], self.stages)
-            grid = maps[self.stages[0]].shape[2:]
-            parts = []
-            for s in self.stages:
-                m = maps[s]
-                if self.pool > 1:  # padding not counted: a border patch averages its real neighbours only
-                    m = F.avg_pool2d(m, self.pool, stride=1, padding=self.pool // 2, count_include_pad=False)
-                if m.shape[2:] != grid:
-                    m = F.interpolate(m, size=grid, mode="bilinear", align_corners=False)
-                parts.append(m)
-            out.append(torch.cat(parts, dim=1))
-        return torch.cat(out)
+        return torch.cat([self.combine(net.stage_maps(x[j:j + per_call], self.stages))
+                          for j in range(0, len(x), per_call)])
+
+    def combine(self, maps: dict) -> torch.Tensor:
+        """The stages' maps of a batch -> (n, dim, h, w): pooled, resized to the first's grid, joined."""
+        grid = maps[self.stages[0]].shape[2:]
+        parts = []
+        for s in self.stages:
+            m = maps[s]
+            if self.pool > 1:  # padding not counted: a border patch averages its real neighbours only
+                m = F.avg_pool2d(m, self.pool, stride=1, padding=self.pool // 2, count_include_pad=False)
+            if m.shape[2:] != grid:
+                m = F.interpolate(m, size=tuple(int(g) for g in grid), mode="bilinear", align_corners=False)
+            parts.append(m)
+        return torch.cat(parts, dim=1)
+
+    def graph(self, shape: tuple[int, int, int]) -> "PatchGraph":
+        """These maps for float images of `shape` (C, H, W) in [-1, 1] as one module (ONNX export)."""
+        return PatchGraph(self, shape)
 
     def chunks(self, images, progress: bool | None = None) -> Iterator[torch.Tensor]:
         """The maps of consecutive chunks of the images, in order: (n, dim, h, w) each."""
@@ -71,3 +77,17 @@ class PatchMaps:
         e = self.extractor
         return (f"PatchMaps({e.backbone!r}, size={e.size}, input_scaling={e.input_scaling!r}, "
                 f"stages={'+'.join(map(str, self.stages))!r}, pool={self.pool})")
+
+
+class PatchGraph(torch.nn.Module):
+    """`PatchMaps` for float images (N, C, H, W) in [-1, 1] of one shape as one module: the
+    extractor's `InputGraph`, the backbone's stage maps, `combine` -> (N, dim, h, w) float32."""
+
+    def __init__(self, patch_maps: PatchMaps, shape: tuple[int, int, int]):
+        super().__init__()
+        extractor = patch_maps.extractor
+        self.prepare, self.net = extractor.input_graph(shape), load_backbone(extractor.backbone)
+        self.patch_maps = patch_maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.patch_maps.combine(self.net.stage_maps(self.prepare(x), self.patch_maps.stages))

@@ -170,7 +170,7 @@ class DenseAutoencoder(nn.Module):
         return self.encoder(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x)).view(len(x), *self.shape)
+        return self.decoder(self.encoder(x)).view(x.shape[0], *self.shape)  # shape[0]: traced, the batch stays free
 
 
 class ConvVAE(nn.Module):
