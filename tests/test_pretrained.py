@@ -370,3 +370,40 @@ def test_detector_head_reuses_ocsvm(vectors):
                                rtol=1e-6, atol=1e-8)
     with pytest.raises(ValueError, match="cannot score feature vectors"):
         DetectorHead("ede-gan")
+
+
+def test_a_killed_extraction_resumes_from_its_last_whole_part(counting, blobs3, monkeypatch):
+    """Parts of PART_IMAGES images are kept as they are computed: a rerun computes only the rest,
+    gives the features of one uninterrupted run, and removes the parts once the entry is written."""
+    images, fe = blobs3.train_x, counting(size=64)
+    monkeypatch.setattr(feature_cache, "PART_IMAGES", 16)
+    n_parts = -(-len(images) // 16)
+    assert n_parts >= 3
+    real_call = counting.__call__
+
+    def dies_on_third_part(self, chunk, progress=None):
+        if type(self).calls == 2:
+            raise KeyboardInterrupt("killed")
+        return real_call(self, chunk, progress)
+
+    monkeypatch.setattr(counting, "__call__", dies_on_third_part)
+    with pytest.raises(KeyboardInterrupt):
+        feature_cache.cached_features(fe, images, "blobs", "train")
+    npy, meta = feature_cache.cache_paths(feature_cache.cache_key(fe, images, "blobs", "train"))
+    assert not npy.exists() and len(list(npy.with_suffix(".parts").glob("0*.npy"))) == 2
+
+    monkeypatch.setattr(counting, "__call__", real_call)
+    resumed = feature_cache.cached_features(fe, images, "blobs", "train")
+    assert counting.calls == n_parts, "the two kept parts are read, not computed again"
+    np.testing.assert_array_equal(resumed, real_call(fe, images))
+    assert npy.exists() and not npy.with_suffix(".parts").exists()
+
+    # parts left by other images under the same name are not used
+    parts = npy.with_suffix(".parts")
+    npy.unlink()
+    parts.mkdir()
+    (parts / "key.json").write_text(json.dumps({"other": "images"}))
+    np.save(parts / "00000.npy", np.zeros((16, fe.dim), np.float32))
+    calls = counting.calls
+    np.testing.assert_array_equal(feature_cache.cached_features(fe, images, "blobs", "train"), resumed)
+    assert counting.calls == calls + n_parts

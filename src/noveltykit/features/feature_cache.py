@@ -6,6 +6,10 @@ weights sha256, extractor version), so changing any of them computes afresh; the
 dataset loaded at 32 and at 128 px (`--image-size`) in two entries, not one overwritten in turn. Each entry is a `.npy` of float32
 features and a `.json` with the key, the shape and a sha1 of the images; both are written
 atomically, and a file that does not match (other images, another key, damaged) is recomputed.
+
+A long extraction (a large backbone over 60,000 images takes an hour on one core) is written in
+parts of `PART_IMAGES` images to `<entry>.parts/` as it goes, so a killed run resumes from its
+last whole part; the folder is removed once the entry is written.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import hashlib
 import io
 import json
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -22,6 +27,8 @@ from ..data.cache import cache_root
 from ..fileio import atomic_write_bytes, atomic_write_json
 
 FEATURES_SUBDIR = "features"
+# images a part file holds: a power of two, so parts split the extractor's batches nowhere
+PART_IMAGES = 8192
 
 
 def features_cache_dir() -> Path:
@@ -82,11 +89,48 @@ def cached_features(extractor, images: np.ndarray, dataset: str, split: str,
     expected = {"key": key, "n_images": len(images), "images_sha1": images_sha1(images)}
     feats = _load(npy, meta_path, expected)
     if feats is None:
-        feats = np.ascontiguousarray(extractor(images, progress=progress), dtype=np.float32)
-        if len(feats) != len(images):
-            raise RuntimeError(f"extractor returned {len(feats)} rows for {len(images)} images")
-        buf = io.BytesIO()
-        np.save(buf, feats, allow_pickle=False)
-        atomic_write_bytes(npy, buf.getvalue())
+        feats = _extract_in_parts(extractor, images, npy.with_suffix(".parts"), expected, progress)
+        atomic_write_bytes(npy, _npy_bytes(feats))
         atomic_write_json(meta_path, {**expected, "shape": list(feats.shape)})  # last: it vouches for the .npy
+        shutil.rmtree(npy.with_suffix(".parts"), ignore_errors=True)
     return feats
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _extract_in_parts(extractor, images: np.ndarray, parts: Path, expected: dict,
+                      progress: bool | None) -> np.ndarray:
+    """The features of `images`, `PART_IMAGES` at a time, each part kept in `parts/` once computed
+    and read back from there by a later call with the same `expected` (a resumed run)."""
+    stamp = parts / "key.json"
+    try:
+        same = json.loads(stamp.read_text()) == expected
+    except (OSError, ValueError):
+        same = False
+    if not same:  # other images or another key: nothing there may be used
+        shutil.rmtree(parts, ignore_errors=True)
+        atomic_write_json(stamp, expected)
+    out = []
+    for i, start in enumerate(range(0, len(images), PART_IMAGES)):
+        chunk = images[start:start + PART_IMAGES]
+        path = parts / f"{i:05d}.npy"
+        feats = _load_part(path, len(chunk))
+        if feats is None:
+            feats = np.ascontiguousarray(extractor(chunk, progress=progress), dtype=np.float32)
+            if len(feats) != len(chunk):
+                raise RuntimeError(f"extractor returned {len(feats)} rows for {len(chunk)} images")
+            atomic_write_bytes(path, _npy_bytes(feats))
+        out.append(feats)
+    return np.concatenate(out)
+
+
+def _load_part(path: Path, rows: int) -> np.ndarray | None:
+    try:
+        feats = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):  # absent, or cut short by a kill: computed again
+        return None
+    return feats if feats.ndim == 2 and len(feats) == rows and feats.dtype == np.float32 else None
