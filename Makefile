@@ -38,7 +38,8 @@ run: data
 
 # `make test` runs every test but the CUDA-only ones, so it first gets what the others read beyond
 # `make data` (the main job, `make run`, needs none of it):
-#   chromium       Debian's package: the served page is scored in headless Chromium;
+#   chromium       Debian's package: the served page is scored in headless Chromium, driven by
+#                  playwright (the dev extra; it uses this chromium, no browser is downloaded);
 #   fashion-mnist  from Debian's dataset-fashion-mnist (`apt-get download`, no root needed);
 #   cifar10-jpeg   the copy in ../shared/data/cifar10-jpeg/ (or $NOVELTYKIT_CIFAR10_JPEG), decoded
 #                  into the cache once (about 10 s).

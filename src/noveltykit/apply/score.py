@@ -12,6 +12,10 @@ With `maps` (a model that gives anomaly maps, `produces_maps`; any other is refu
 scoring), each scored file's overlay is written below that folder, and with `maps_npy` its raw map
 too (`score_maps`: where the files go). The overlay's scale is the model's pixel threshold;
 `threshold` and `memory` change the image scores, never the maps.
+
+`score_paths` also checks the share flagged against what the threshold promises (`drift`: the
+threshold's quantile q flags about 1 - q of normal images; a one-sided binomial test): its rows
+carry the check as `rows.flag_check`, and the CLI prints its line.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from ..data.folder import list_images
 from ..detectors import Detector, load
 from ..detectors.memory import NoveltyMemory
 from ..fileio import atomic_write_bytes
+from .drift import FlagCheck, expected_rate, flag_check
 from .score_maps import MapWriter, check_maps
 from .score_rows import COLUMNS, ScoreRow, read_converted
 
@@ -117,10 +122,22 @@ def write_rows(rows: list[ScoreRow], out: str | Path) -> None:
     atomic_write_bytes(out, data.encode())
 
 
+class ScoredRows(list):
+    """`score_paths`' rows (a list of ScoreRow), with `flag_check`: how many were flagged against the
+    share the threshold promises (`drift.flag_check`)."""
+    flag_check: FlagCheck | None = None
+
+
+def check_flags(detector: Detector, rows: list[ScoreRow], threshold: float | str | None = None) -> FlagCheck:
+    """The scored rows' flagged share against the threshold's expected rate (`drift`)."""
+    scored = [r for r in rows if r.score is not None]
+    return flag_check(sum(bool(r.is_novel) for r in scored), len(scored), *expected_rate(detector, threshold))
+
+
 def score_paths(model: str | Path, paths: list[str | Path], *, out: str | Path | None = None,
                 threshold: float | str | None = None, report: str | Path | None = None, progress: bool = True,
                 memory: str | Path | None = None, maps: str | Path | None = None,
-                maps_npy: bool = False) -> list[ScoreRow]:
+                maps_npy: bool = False) -> ScoredRows:
     if out is not None and Path(out).suffix not in (".csv", ".jsonl"):
         raise ValueError(f"{out}: --out must end in .csv or .jsonl")  # before any work
     check_map_options(maps, maps_npy)
@@ -132,7 +149,9 @@ def score_paths(model: str | Path, paths: list[str | Path], *, out: str | Path |
     files = expand(paths)
     if not files:
         raise ValueError(f"no files to score under {', '.join(map(str, paths))}")
-    rows = score_files(detector, files, threshold, progress, memory=memory, maps=maps, maps_npy=maps_npy)
+    rows = ScoredRows(score_files(detector, files, threshold, progress, memory=memory, maps=maps,
+                                  maps_npy=maps_npy))
+    rows.flag_check = check_flags(detector, rows, threshold)
     if out is not None:
         write_rows(rows, out)
     if report is not None:

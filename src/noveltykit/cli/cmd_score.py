@@ -15,7 +15,9 @@ def add_parser(sub) -> None:
                                        "gives anomaly maps: patchcore, padim, ...) each scored file's overlay "
                                        "is written to DIR at its path below the folder that holds every scored "
                                        "file, .png appended (new/a/x.jpg -> DIR/a/x.jpg.png), and its row's "
-                                       "map column names it.",
+                                       "map column names it. At the end, a drift check on standard error: the "
+                                       "share of images flagged against the share the threshold's quantile "
+                                       "expects (one-sided binomial test, alpha 0.001, from 50 images on).",
                            epilog="example:\n  noveltykit score models/knn new/ extra.png --out scores.csv "
                                   "--report report/\n  noveltykit score models/patchcore new/ --out scores.csv "
                                   "--maps maps/")
@@ -49,6 +51,8 @@ def run(args) -> int:
         where += f"; {sum(bool(r.map) for r in rows)} map(s) in {args.maps}"
     print(f"{len(scored)} scored, {sum(r.is_novel for r in scored)} novel, {len(rows) - len(scored)} unreadable"
           f"{where}", file=sys.stderr)
+    if rows.flag_check is not None:  # more flagged than the threshold's quantile explains?
+        print(rows.flag_check.line(), file=sys.stderr)
     if missing := missing_paths(args.paths):  # a typo must not pass unnoticed in a script
         from . import EXIT_USAGE
         print(f"noveltykit: error: no such file or folder: {', '.join(map(str, missing))} (the rows of the "
