@@ -8,7 +8,7 @@ from sklearn.neighbors import KernelDensity, NearestNeighbors
 from sklearn.svm import OneClassSVM
 
 from noveltykit import detectors
-from noveltykit.detectors.distances import sq_dist_blocks
+from noveltykit.detectors.distances import sq_dist_blocks, squared_norms
 from noveltykit.detectors.kde import gaussian_kde_logpdf
 from noveltykit.detectors.knn import knn_distances
 
@@ -43,6 +43,20 @@ def test_knn_matches_brute_force(data, budget):
     np.testing.assert_allclose(det.decision_function(test), dist.mean(1), rtol=1e-4)
     summed = detectors.make("knn", k=3, aggregate="sum", max_block_elems=budget).fit(train, val)
     np.testing.assert_allclose(summed.decision_function(test), dist.sum(1), rtol=1e-4)
+
+
+def test_a_banks_norms_are_kept_and_follow_an_in_place_change():
+    """Scoring again against the same bank reuses its row norms; a bank changed in place (or a new
+    tensor) gets fresh ones, so the distances stay exact."""
+    q, r = torch.randn(5, 4), torch.randn(9, 4)
+    assert squared_norms(r) is squared_norms(r)
+    before = knn_distances(q, r, 2)
+    torch.testing.assert_close(before, torch.cdist(q, r).topk(2, largest=False).values)
+    r.mul_(3.0)
+    torch.testing.assert_close(knn_distances(q, r, 2), torch.cdist(q, r).topk(2, largest=False).values)
+    with torch.inference_mode():
+        frozen = torch.randn(9, 4)
+    torch.testing.assert_close(squared_norms(frozen), frozen.pow(2).sum(1))
 
 
 def test_knn_distances_handle_fewer_refs_than_block():
