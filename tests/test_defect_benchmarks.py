@@ -89,3 +89,21 @@ def test_a_benchmark_on_generated_surfaces_records_where_the_novelty_is(tmp_path
     write_report(tmp_path / "run", list(results.values()))
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## Pixel AUROC" in report and "## PRO" in report
+
+
+@needs_weights
+def test_maps_by_kind_draws_one_row_a_kind(tmp_path):
+    """benchmarks/maps_by_kind.py on a tiny generated surface: a PNG with a titled row for `good`
+    and for each of the five defect kinds (rows of equal height, so the figure's is six of them)."""
+    surfaces, figure = _script("surfaces"), _script("maps_by_kind")
+    surfaces.main([str(tmp_path / "s"), "--textures", "woven", "--size", "64", "--train", "12", "--good", "2",
+                   "--per-defect", "2"])
+    out = tmp_path / "kinds.png"
+    assert figure.main([str(tmp_path / "s" / "woven"), "--method", "padim:size=64", "--image-size", "64",
+                        "--per-kind", "2", "--out", str(out)]) == 0
+    from PIL import Image
+    height = Image.open(out).size[1]
+    ds = load_dataset(f"folder:{tmp_path / 's' / 'woven'}", size=64, progress=False)
+    assert sorted(set(ds.test_kinds)) == sorted(["good", *surfaces.DEFECTS])
+    row = (height // 6)
+    assert height == 6 * row and row > figure.TITLE
