@@ -14,7 +14,7 @@ from noveltykit.cli import main
 from noveltykit.detectors.base import Detector, ExportNotSupported
 from noveltykit.detectors.catalog import describe
 from noveltykit.detectors.context import RunContext
-from noveltykit.detectors.registry import exportable_names
+from noveltykit.detectors.registry import detector_class, exportable_names
 
 from conftest import needs_weights, smooth_colour_images, template_images
 
@@ -141,7 +141,8 @@ def test_every_exportable_detector_is_checked_here():
     """A detector that says it exports has a parity case above (a new one needs one), and
     `noveltykit detectors NAME` says whether it exports."""
     checked = {v[0] for v in (*CASES.values(), *PIXEL_CASES.values(), *FEATURE_CASES.values())}
-    assert set(exportable_names()) - checked == set()
+    ours = {n for n in exportable_names() if detector_class(n).__module__.startswith("noveltykit.")}
+    assert ours - checked == set()  # (other tests register detectors of their own, e.g. a knn that dies)
     assert {"knn", "pca", "ae", "vae", "feat-knn", "feat-msc"} <= set(exportable_names())
     assert any(line.startswith("  exports to ONNX: noveltykit export") for line in describe("knn"))
 
