@@ -47,7 +47,7 @@ def sq_dist_blocks(queries: torch.Tensor, refs: torch.Tensor, max_block_elems: i
 def squared_norms(refs: torch.Tensor) -> torch.Tensor:
     """|r|^2 of each row of `refs`, kept on the tensor and computed again only if it is changed in
     place: a served detector scores one image at a time against the same thousands of rows, and
-    recomputing them took most of such a call (35 of 86 ms, feat-knn on 5,400 training images)."""
+    recomputing them was a large share of such a call (feat-knn on 5,400 training images)."""
     try:
         version = refs._version
     except RuntimeError:  # an inference-mode tensor keeps no version: nothing kept
