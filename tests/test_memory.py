@@ -12,7 +12,7 @@ from scipy.ndimage import shift as nd_shift
 
 from noveltykit.apply.score import score_paths
 from noveltykit.detectors import NotFittedError, load, make
-from noveltykit.detectors.memory import BANK_CONFIG, BANK_FILE, NoveltyMemory
+from noveltykit.detectors.memory import BANK_CONFIG, BANK_FILE, GrowingRows, NoveltyMemory
 
 from conftest import make_blobs_dataset, needs_weights
 
@@ -106,6 +106,44 @@ def test_the_score_is_knn_over_normal_and_weighted_confirmed_items(stream, aggre
     expect = {"mean": best.mean(1), "sum": best.sum(1), "max": best[:, -1]}[aggregate]
     np.testing.assert_allclose(memory.score(x), expect, rtol=1e-5)
     assert (memory.score(x[:6]) < det.decision_function(x[:6])).all()
+
+
+def test_growing_rows_grow_in_place_and_never_change_an_earlier_view():
+    rows = GrowingRows(torch.zeros(0, 3))
+    rows, first = rows.append(0, torch.ones(2, 3))
+    rows, second = rows.append(2, torch.full((1, 3), 2.0))
+    same, third = rows.append(3, torch.full((1, 3), 3.0))  # capacity 4 after doubling 2: in place
+    assert same is rows and third.data_ptr() == second.data_ptr()
+    # a fork: a second append after the first 3 rows (another copy of the same bank) does not write
+    # into the buffer the first one filled; it copies
+    forked, other = rows.append(3, torch.full((2, 3), 9.0))
+    assert forked is not rows
+    torch.testing.assert_close(third[3], torch.full((3,), 3.0))
+    torch.testing.assert_close(other[3:], torch.full((2, 3), 9.0))
+    torch.testing.assert_close(first, torch.ones(2, 3))
+    assert [len(v) for v in (first, second, third, other)] == [2, 3, 4, 5]
+
+
+def test_many_small_confirms_score_as_one_large_one(stream, knn1, tmp_path):
+    """The bank grows in place confirm after confirm (GrowingRows); what it scores, saves and
+    reloads is what one confirm of every image gives, and a copy taken before a confirm (serve's
+    copy-on-write) keeps scoring the bank it had."""
+    items = np.concatenate([stream["A"], stream["B"]])
+    one = NoveltyMemory(knn1)
+    one.confirm(items)
+    many = NoveltyMemory(knn1, tmp_path / "bank")
+    import copy
+    before = None
+    for i in range(len(items)):
+        if i == 7:
+            before = copy.copy(many)
+        many.confirm(items[i:i + 1])
+    x = np.concatenate([near_duplicates(items, 2), stream["test"][:5]])
+    np.testing.assert_array_equal(many.score(x), one.score(x))
+    np.testing.assert_array_equal(NoveltyMemory.open(knn1, tmp_path / "bank").score(x), one.score(x))
+    partial = NoveltyMemory(knn1)
+    partial.confirm(items[:7])
+    np.testing.assert_array_equal(before.score(x), partial.score(x))
 
 
 def test_the_bank_survives_a_restart_and_refuses_another_model(stream, knn1, tmp_path):

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
+from safetensors.torch import save_file as save_tensor_file
 
 from ..fileio import atomic_dir, check_replaceable
 from .base import Detector, as_image_tensor
@@ -154,6 +154,29 @@ def _check_max_items(max_items: int) -> int:
     return int(max_items)
 
 
+class GrowingRows:
+    """Rows kept with spare capacity, so a bank that grows a confirm at a time is not allocated anew
+    each time (a served memory's RSS grew by many times the bank's size that way, the allocator
+    keeping each freed copy). `append(n, new)` writes past the first `n` rows in place when this
+    buffer's filled rows end there, else copies into a new buffer; rows are only ever written past
+    every earlier view's end, so a view taken before (the bank a server is still scoring against,
+    serve_memory's copy-on-write) never changes."""
+
+    def __init__(self, rows: torch.Tensor):
+        self.buffer, self.filled = rows.contiguous(), len(rows)
+
+    def append(self, n: int, new: torch.Tensor) -> tuple[GrowingRows, torch.Tensor]:
+        """(the buffer holding them, the view of its first n + len(new) rows: the first n, then `new`)."""
+        end = n + len(new)
+        if self.filled != n or end > len(self.buffer):  # another view grew it, or it is full
+            grown = GrowingRows(torch.empty(max(end, 2 * len(self.buffer)), *new.shape[1:], dtype=new.dtype))
+            grown.buffer[:n], grown.filled = self.buffer[:n], n
+            return grown.append(n, new)
+        self.buffer[n:end] = new
+        self.filled = end
+        return self, self.buffer[:end]
+
+
 class NoveltyMemory:
     """A fitted `knn` or `feat-knn` detector plus a bank of confirmed novelties (module docstring).
 
@@ -173,12 +196,10 @@ class NoveltyMemory:
                 raise ValueError(f"{self.directory}: already holds a novelty memory; continue it with "
                                  "NoveltyMemory.open(detector, directory)")
         self.identity = _model_identity(detector, self._rep)
-        self._vectors = torch.empty(0, self._rep.dim, dtype=self._rep.dtype)
-        self._weights = torch.empty(0, dtype=torch.float64)
-        self._ids = torch.empty(0, dtype=torch.int64)
+        self._set(torch.empty(0, self._rep.dim, dtype=self._rep.dtype), torch.empty(0, dtype=torch.float64),
+                  torch.empty(0, dtype=torch.int64))
         self.count = 0  # items ever confirmed: the next item's id
         self.confirms = 0  # confirm calls so far
-        self._bank64 = self._vectors.double()
 
     # --- opening a saved bank ----------------------------------------------------------------
     @classmethod
@@ -232,6 +253,13 @@ class NoveltyMemory:
     def _set(self, vectors: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> None:
         self._vectors, self._weights, self._ids = vectors.contiguous(), weights.contiguous(), ids.contiguous()
         self._bank64 = self._vectors.double()
+        self._rows32, self._rows64 = GrowingRows(self._vectors), GrowingRows(self._bank64)
+
+    def _append(self, new: torch.Tensor) -> None:
+        """`new` vectors after the bank's, in the stores' spare capacity (`GrowingRows`)."""
+        n = len(self._vectors)
+        self._rows32, self._vectors = self._rows32.append(n, new)
+        self._rows64, self._bank64 = self._rows64.append(n, new.double())
 
     def _cap(self) -> None:
         if len(self) > self.max_items:
@@ -268,9 +296,13 @@ class NoveltyMemory:
         weights = self._weights * (1.0 - self.habituation)
         keep = weights >= MIN_WEIGHT
         n = len(new)
-        self._set(torch.cat([self._vectors[keep], new]),
-                  torch.cat([weights[keep], torch.ones(n, dtype=torch.float64)]),
-                  torch.cat([self._ids[keep], torch.arange(self.count, self.count + n, dtype=torch.int64)]))
+        weights = torch.cat([weights[keep], torch.ones(n, dtype=torch.float64)])
+        ids = torch.cat([self._ids[keep], torch.arange(self.count, self.count + n, dtype=torch.int64)])
+        if bool(keep.all()):  # the common case: nothing faded out, the vectors grow in place
+            self._append(new)
+            self._weights, self._ids = weights, ids
+        else:
+            self._set(torch.cat([self._vectors[keep], new]), weights, ids)
         self.count += n
         self.confirms += 1
         self._cap()
@@ -284,14 +316,14 @@ class NoveltyMemory:
         if directory is None:
             raise ValueError("this memory has no folder; pass one to save(directory)")
         _check_folder(directory)
-        data = save_tensors({"vectors": self._vectors.contiguous(), "weights": self._weights.contiguous(),
-                             "ids": self._ids.contiguous()})
         config = {"format": MEMORY_FORMAT, "schema": MEMORY_SCHEMA, "model": self.identity,
                   "habituation": self.habituation, "max_items": self.max_items, "count": self.count,
-                  "confirms": self.confirms, "n_items": len(self), "min_weight": MIN_WEIGHT,
-                  "bank_sha256": hashlib.sha256(data).hexdigest()}
+                  "confirms": self.confirms, "n_items": len(self), "min_weight": MIN_WEIGHT}
         with atomic_dir(directory) as tmp:
-            (tmp / BANK_FILE).write_bytes(data)
+            # written from the tensors and hashed from the file: no copy of the bank as bytes
+            save_tensor_file({"vectors": self._vectors, "weights": self._weights, "ids": self._ids}, tmp / BANK_FILE)
+            with open(tmp / BANK_FILE, "rb") as f:
+                config["bank_sha256"] = hashlib.file_digest(f, "sha256").hexdigest()
             (tmp / BANK_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         return directory
 
