@@ -407,3 +407,34 @@ def test_a_killed_extraction_resumes_from_its_last_whole_part(counting, blobs3, 
     calls = counting.calls
     np.testing.assert_array_equal(feature_cache.cached_features(fe, images, "blobs", "train"), resumed)
     assert counting.calls == calls + n_parts
+
+
+def test_two_processes_share_an_extraction_part_by_part(counting, blobs3, monkeypatch):
+    """Two callers of one entry at once (threads here; the parts' locks are flock, which holds
+    between two opens in one process as between processes): no part is extracted twice, and both
+    get the features of one uninterrupted run."""
+    import threading
+    import time
+    images, fe = blobs3.train_x, counting(size=64)
+    monkeypatch.setattr(feature_cache, "PART_IMAGES", 8)
+    n_parts = -(-len(images) // 8)
+    real_call = counting.__call__
+
+    def slow(self, chunk, progress=None):
+        time.sleep(0.05)  # long enough that both callers are inside at once
+        return real_call(self, chunk, progress)
+
+    monkeypatch.setattr(counting, "__call__", slow)
+    results = [None, None]
+
+    def ask(j):
+        results[j] = feature_cache.cached_features(counting(size=64), images, "blobs", "train")
+
+    threads = [threading.Thread(target=ask, args=(j,)) for j in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counting.calls == n_parts, "each part extracted once, by one of the two"
+    for r in results:
+        np.testing.assert_array_equal(r, real_call(fe, images))

@@ -9,7 +9,9 @@ atomically, and a file that does not match (other images, another key, damaged) 
 
 A long extraction (a large backbone over 60,000 images takes an hour on one core) is written in
 parts of `PART_IMAGES` images to `<entry>.parts/` as it goes, so a killed run resumes from its
-last whole part; the folder is removed once the entry is written.
+last whole part; the folder is removed once the entry is written. Several processes asking for
+the same entry share the parts (each claimed under a lock, `fileio.run_once`): each first takes
+the parts nobody holds, from the last backwards, then waits for the others' and reads them.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.cache import cache_root
-from ..fileio import atomic_write_bytes, atomic_write_json
+from ..fileio import BUSY, atomic_write_bytes, atomic_write_json, file_lock, run_once
 
 FEATURES_SUBDIR = "features"
 # images a part file holds: a power of two, so parts split the extractor's batches nowhere
@@ -89,9 +91,11 @@ def cached_features(extractor, images: np.ndarray, dataset: str, split: str,
     expected = {"key": key, "n_images": len(images), "images_sha1": images_sha1(images)}
     feats = _load(npy, meta_path, expected)
     if feats is None:
-        feats = _extract_in_parts(extractor, images, npy.with_suffix(".parts"), expected, progress)
-        atomic_write_bytes(npy, _npy_bytes(feats))
-        atomic_write_json(meta_path, {**expected, "shape": list(feats.shape)})  # last: it vouches for the .npy
+        written = lambda: _load(npy, meta_path, expected) if npy.is_file() else None  # noqa: E731
+        feats = _extract_in_parts(extractor, images, npy.with_suffix(".parts"), expected, progress, written)
+        if written() is None:  # (another process sharing the parts may have written it first)
+            atomic_write_bytes(npy, _npy_bytes(feats))
+            atomic_write_json(meta_path, {**expected, "shape": list(feats.shape)})  # last: it vouches for the .npy
         shutil.rmtree(npy.with_suffix(".parts"), ignore_errors=True)
     return feats
 
@@ -102,30 +106,49 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _extract_in_parts(extractor, images: np.ndarray, parts: Path, expected: dict,
-                      progress: bool | None) -> np.ndarray:
+def _extract_in_parts(extractor, images: np.ndarray, parts: Path, expected: dict, progress: bool | None,
+                      written) -> np.ndarray:
     """The features of `images`, `PART_IMAGES` at a time, each part kept in `parts/` once computed
-    and read back from there by a later call with the same `expected` (a resumed run)."""
+    and read back from there by a later call with the same `expected` (a resumed run), or by
+    another process extracting the same images (module docstring). `written()`: the whole entry,
+    if another process has finished it meanwhile (then its parts are gone)."""
     stamp = parts / "key.json"
-    try:
-        same = json.loads(stamp.read_text()) == expected
-    except (OSError, ValueError):
-        same = False
-    if not same:  # other images or another key: nothing there may be used
-        shutil.rmtree(parts, ignore_errors=True)
-        atomic_write_json(stamp, expected)
-    out = []
-    for i, start in enumerate(range(0, len(images), PART_IMAGES)):
-        chunk = images[start:start + PART_IMAGES]
-        path = parts / f"{i:05d}.npy"
-        feats = _load_part(path, len(chunk))
-        if feats is None:
-            feats = np.ascontiguousarray(extractor(chunk, progress=progress), dtype=np.float32)
-            if len(feats) != len(chunk):
-                raise RuntimeError(f"extractor returned {len(feats)} rows for {len(chunk)} images")
-            atomic_write_bytes(path, _npy_bytes(feats))
-        out.append(feats)
-    return np.concatenate(out)
+    with file_lock(parts.with_suffix(".parts-lock")):  # (beside the folder: it outlives the folder)
+        try:
+            same = json.loads(stamp.read_text()) == expected
+        except (OSError, ValueError):
+            same = False
+        if not same:  # other images or another key: nothing there may be used
+            shutil.rmtree(parts, ignore_errors=True)
+            atomic_write_json(stamp, expected)
+    spans = [(i, images[start:start + PART_IMAGES]) for i, start in enumerate(range(0, len(images), PART_IMAGES))]
+    got: dict[int, np.ndarray] = {}
+    for wait, order in ((False, spans[::-1]), (True, spans)):  # free parts first; then wait for the rest
+        for i, chunk in order:
+            if i in got:
+                continue
+            if (whole := written()) is not None:
+                return whole
+            path = parts / f"{i:05d}.npy"
+            try:
+                status, feats = run_once(path.with_suffix(".lock"), lambda: _load_part(path, len(chunk)),
+                                         lambda: None if written() is not None else  # finished meanwhile
+                                         _extract_part(extractor, chunk, path, progress), wait=wait)
+            except FileNotFoundError:  # the parts were removed: the entry was written meanwhile
+                status, feats = BUSY, None
+            if status != BUSY and feats is not None:
+                got[i] = feats
+            elif (whole := written()) is not None:
+                return whole
+    return np.concatenate([got[i] for i, _ in spans])
+
+
+def _extract_part(extractor, chunk: np.ndarray, path: Path, progress: bool | None) -> np.ndarray:
+    feats = np.ascontiguousarray(extractor(chunk, progress=progress), dtype=np.float32)
+    if len(feats) != len(chunk):
+        raise RuntimeError(f"extractor returned {len(feats)} rows for {len(chunk)} images")
+    atomic_write_bytes(path, _npy_bytes(feats))
+    return feats
 
 
 def _load_part(path: Path, rows: int) -> np.ndarray | None:
