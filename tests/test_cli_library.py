@@ -62,6 +62,24 @@ def test_report_runs_is_the_table_of_the_merged_cells(tmp_path):
     assert not (tmp_path / "a" / "table.md").exists()  # several folders: none of their own files is rewritten
 
 
+def test_report_shows_companions_as_columns_of_their_own(tmp_path):
+    ens = _record("ensemble", 0, 0, auroc=0.8) | {"member0-knn_auroc": 0.7, "member1-pca_auroc": 0.6,
+                                                  "companions": ["member0-knn", "member1-pca"], "fit_seconds": 1.0,
+                                                  "score_seconds": 0.1, "n_test": 10}
+    a = _run(tmp_path, "a", [ens])
+    b = _run(tmp_path, "b", [_record("knn", 0, 0, auroc=0.5) | {"fit_seconds": 2.0, "score_seconds": 0.2, "n_test": 10}])
+    table = report_runs([a, b], with_paper=False, companions=True, times=True)
+    # each folder's companions right after its own methods
+    assert table.splitlines()[0] == "| class | ensemble | ensemble [member0-knn] | ensemble [member1-pca] | knn |"
+    assert "| 0 c0 | 0.8000 | 0.7000 | 0.6000 | 0.5000 |" in table
+    assert "ensemble [member0-knn] |" not in table.split("| method | fit s")[1]  # timed within its cell
+    chosen = report_runs([a, b], with_paper=False, companions=True, methods=["ensemble [member1-pca]"])
+    assert chosen.splitlines()[0] == "| class | ensemble [member1-pca] |"
+    assert "member0-knn" not in report_runs([a, b], with_paper=False)  # only when asked for
+    with pytest.raises(ValueError, match="companions have an AUROC only"):
+        report_runs([a, b], "aupr", companions=True)
+
+
 def test_cellstore_and_bench_still_read_results_through_analysis():
     from noveltykit.experiments import bench, cellstore
     assert cellstore.load_results is load_results and bench.load_results is load_results

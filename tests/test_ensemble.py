@@ -318,6 +318,7 @@ def test_a_benchmark_cell_records_each_member(tmp_path):
         alone, *_ = run_cell(ds, "one-vs-rest", 0, 0, MethodSpec.parse("knn"), 0.25)
     assert record["params"]["members"] == "knn+pca" and record["method"] == "ensemble:members=knn+pca"
     assert record["member0-knn_auroc"] == alone["auroc"]
+    assert record["companions"] == ["member0-knn", "member1-pca"]  # what `report --companions` reads
     assert [m["detector"] for m in record["member_fits"]] == ["knn", "pca"]
     json.dumps(record)
 

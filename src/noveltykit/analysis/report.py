@@ -189,15 +189,30 @@ def write_report(out: str | Path, results: list[dict]) -> Path:
     return path
 
 
+def companion_cells(results: list[dict]) -> list[dict]:
+    """Each cell's companions as cells of their own, method `METHOD [ROLE]`: what the cell's fit
+    produced beside its detector (an ensemble's members, a distilled student's teacher), which
+    bench scored on the same test images. Their AUROC is all bench measures of them."""
+    return [{**{k: r[k] for k in ("dataset", "protocol", "class", "class_name", "seed")},
+             "method": f"{r['method']} [{role}]", "auroc": r[f"{role}_auroc"]}
+            for r in results for role in r.get("companions", ())]
+
+
 def report_runs(runs: Sequence[str | Path], metric: str = "auroc", *, seeds: Sequence[int] | None = None,
                 classes: Sequence[int] | None = None, methods: Sequence[str] | None = None,
-                with_paper: bool = True, times: bool = False) -> str:
+                with_paper: bool = True, times: bool = False, companions: bool = False) -> str:
     """The table of one or more bench folders (`merge_results` says what is kept and what is
-    refused), and the timing table below it with `times`. A single folder reported without
-    `seeds` or `classes` also gets its own table.md and report.md rebuilt."""
+    refused), and the timing table below it with `times`. `companions`: also a column for each
+    of them (`companion_cells`; AUROC only). A single folder reported without `seeds` or
+    `classes` also gets its own table.md and report.md rebuilt."""
+    if companions and metric != "auroc":
+        raise ValueError(f"companions have an AUROC only, not {metric!r}")
     loaded = read_runs(runs)
     if len(loaded) == 1 and seeds is None and classes is None:
         write_report(*loaded[0])
+    if companions:
+        loaded = [(run, found + companion_cells(found)) for run, found in loaded]
     results = merge_results(loaded, seeds=seeds, classes=classes, methods=methods)
     text = metric_table(results, metric, with_paper=with_paper)
-    return f"{text}\n\n{timing_table(results)}" if times else text
+    own = [r for r in results if "fit_seconds" in r]  # a companion's time is inside its cell's
+    return f"{text}\n\n{timing_table(own)}" if times and own else text

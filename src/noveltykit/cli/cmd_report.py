@@ -26,11 +26,16 @@ def add_parser(sub) -> None:
                           "(what select=val gives; needs bench --curves); pixel_auroc, pro: where the "
                           "novelty is (a dataset with masks, a detector with maps)")
     rep.add_argument("--times", action="store_true", help="also the fit, score and epoch seconds of each method")
+    rep.add_argument("--companions", action="store_true",
+                     help="also a column 'METHOD [ROLE]' for what a cell's fit produced beside its detector, "
+                          "scored on the same test images: an ensemble's members, a distilled student's "
+                          "teacher (AUROC only)")
     rep.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..analysis.report import report_runs
     print(report_runs(args.run, args.metric, seeds=args.seeds, classes=args.classes, methods=args.methods,
-                      with_paper=not args.no_paper, times=args.times))
+                      with_paper=not args.no_paper, times=args.times,
+                      companions=args.companions))
     return 0

@@ -154,8 +154,11 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
         "threads": torch.get_num_threads(), "process_peak_rss_gib": peak_rss_gib(),
         **detector.fit_report(),  # e.g. a trained detector's history and selected epoch
     }
-    for role, other in detector.companions().items():  # e.g. a distilled student's teacher, same cell
+    companions = detector.companions()  # e.g. a distilled student's teacher, an ensemble's members
+    for role, other in companions.items():
         record[f"{role}_auroc"] = auroc(is_novel, other.decision_function(test_x))
+    if companions:
+        record["companions"] = list(companions)  # the roles: `report --companions` reads them
     record.update(where_metrics(ds, split, detector, test_x, scores))
     if maps_grid is not None and write_maps_grid(maps_grid, ds, split, detector, test_x, scores):
         record["maps_grid"] = str(maps_grid)
