@@ -2,6 +2,7 @@
 discriminator detector, each against hand values."""
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -205,3 +206,16 @@ def test_gan_disc_generator_none_from_a_method_spec():
     spec = MethodSpec.parse("gan-disc:generator=none,lr_control=none")
     det = detectors.make(spec.detector, **dict(spec.params))
     assert det.generator == "none" and det.lr_control == "none"
+
+
+def test_an_ensembles_record_keeps_no_member_trace(tmp_path):
+    from conftest import make_blobs_dataset
+    from noveltykit.experiments.bench import BenchConfig, run_benchmark
+    ds = make_blobs_dataset(n_train=40, n_test=10, size=32)
+    method = "ensemble:members=gan-disc/width=4/code=8/epochs=2/batch_size=8/init=ae/ae_epochs=1/lr_control=lv+knn"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = run_benchmark(BenchConfig(dataset="blobs", methods=[method], classes=[0], seeds=[0], out=str(tmp_path)),
+                          dataset=ds, progress=False)[0]
+    gan = r["member_fits"][0]
+    assert gan["detector"] == "gan-disc" and len(gan["history"]) == 3 and "trace" not in gan  # 1 ae + 2 gan epochs

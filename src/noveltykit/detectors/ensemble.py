@@ -363,7 +363,11 @@ class EnsembleDetector(Detector):
         return EnsembleScore(modules, self.standardisation_, self.member_weights())
 
     def fit_report(self) -> dict:
-        return {"member_fits": [{"member": i, "detector": m.name, **self.standardisation_[i], **m.fit_report()}
+        """Each member's standardisation and fit report, less a per-step `trace` (a GAN's:
+        thousands of numbers a cell, which a benchmark keeps out of results.json; the member's
+        epoch history stays)."""
+        return {"member_fits": [{"member": i, "detector": m.name, **self.standardisation_[i],
+                                 **{k: v for k, v in m.fit_report().items() if k != "trace"}}
                                 for i, m in enumerate(self.members_)]}
 
     def companions(self) -> dict[str, Detector]:
