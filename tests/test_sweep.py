@@ -385,3 +385,33 @@ def test_a_trial_another_process_holds_is_left_for_last_then_read_or_run(tmp_pat
     assert len(fits) == (3 if other_finishes else 4), "the held trial is fitted here only if nobody filed it"
     first = done["result"]["points"][0]["dev_auroc"]["0"]
     assert (first == 0.625) == other_finishes
+
+
+def test_a_killed_trained_trial_resumes_from_its_last_epoch(tmp_path, blobs, monkeypatch):
+    """A trial's epochs are checkpointed under trials/checkpoints/: a rerun after a kill trains only
+    the epochs left, gives the uninterrupted sweep's figures, and removes the checkpoints."""
+    from noveltykit.train.model_unit import ModelUnit
+    cfg = _cfg(tmp_path / "killed", method=AE_TINY, grid={"lr": ["0.001"]}, classes=[1])
+    real_end, ends = ModelUnit.end_epoch, []
+
+    def dies_in_second_epoch(self, x_val):
+        ends.append(1)
+        if len(ends) == 2:
+            raise KeyboardInterrupt
+        return real_end(self, x_val)
+
+    monkeypatch.setattr(ModelUnit, "end_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg, blobs, progress=False)
+    ckpt = _trial_path(tmp_path / "killed", blobs, cfg, 0, 1)
+    ckpt = ckpt.parent / "checkpoints" / ckpt.stem
+    assert json.loads((ckpt / "latest.json").read_text())["epoch"] == 0
+    resumed = run_sweep(cfg, blobs, progress=False)
+    assert len(ends) == 3, "the rerun trained the second epoch only"
+    assert not ckpt.exists(), "a finished trial's checkpoints are removed"
+    record = json.loads(_trial_path(tmp_path / "killed", blobs, cfg, 0, 1).read_text())
+    assert record["resumed"] and len(record["val_loss"]) == 2
+    fresh = run_sweep(_cfg(tmp_path / "fresh", method=AE_TINY, grid={"lr": ["0.001"]}, classes=[1]), blobs,
+                      progress=False)
+    assert resumed["points"][0]["aurocs"] == fresh["points"][0]["aurocs"]
+    assert not json.loads(_trial_path(tmp_path / "fresh", blobs, cfg, 0, 1).read_text())["resumed"]

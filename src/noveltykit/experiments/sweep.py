@@ -3,6 +3,8 @@
     OUT/config.json       the sweep's config, written before any trial: one OUT holds one sweep
     OUT/trials/<id>.json  one finished trial (grid point, class), written atomically; a rerun skips it
     OUT/trials/<id>.lock  held by the process fitting that trial: processes sharing OUT share its trials
+    OUT/trials/checkpoints/<id>/  a trained trial's checkpoint each epoch: a killed trial resumes
+                          from its last epoch; removed once the trial's record is written
                           (`reuse`: another sweep's finished trial of the same spec and class is
                           copied in, marked `reused_from`, instead of refitted)
     OUT/tune/sweep        the Ray Tune experiment (executor "ray" only), restored by a rerun
@@ -37,7 +39,7 @@ from ..detectors import make
 from ..detectors.context import RunContext
 from ..detectors.fit_cache import fit_cached
 from ..detectors.specs import MethodSpec, parse_value
-from ..fileio import atomic_write_bytes, atomic_write_json, run_once
+from ..fileio import atomic_write_bytes, atomic_write_json, remove_tree_inside, run_once
 from . import provenance
 from .bench import resolve_classes
 from .executors import EXECUTORS, RAY_INSTALL, ExecutorConfig, ray_session
@@ -332,23 +334,29 @@ def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> d
     detector = make(point.detector, **{"random_state": cfg.seed, **point.params})
     curve = []  # dev AUROC after each epoch (trained detectors only): diagnostics, never a choice
     monitor = (lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}) if cfg.curves else None
+    checkpoints = path.parent / "checkpoints" / path.stem  # the trial's lock keeps it to one process
     detector.configure(RunContext(device=cfg.device, teacher_cache=cfg.teacher_cache, progress=progress,
-                                  monitor=monitor, fit_cache=cfg.fit_cache and Path(cfg.fit_cache)))
+                                  monitor=monitor, fit_cache=cfg.fit_cache and Path(cfg.fit_cache),
+                                  checkpoint_dir=checkpoints, resume=True))
     t0 = time.perf_counter()
     fitted = fit_cached(detector, x, v)
     loaded, detector = fitted is not detector, fitted
     seconds = time.perf_counter() - t0
+    history = detector.fit_report().get("history", [])
     record = {**expect, "params": point.params,
               "dev_auroc_last": auroc(y_dev, detector.decision_function(x_dev)),
               "dev_auroc_curve": curve, "seconds": seconds, "process_peak_rss_gib": provenance.peak_rss_gib(),
               "fit_loaded_from_cache": loaded, "n_train": len(x), "n_dev": len(y_dev),
               "n_dev_novel": int(y_dev.sum()), "split": SPLIT_NOTE, "device": detector.context.torch_device,
-              "val_loss": [h["val_loss"] for h in detector.fit_report().get("history", [])]}
+              "val_loss": [h["val_loss"] for h in history],
+              "resumed": any(h.get("from_checkpoint") for h in history)}  # then `seconds` is the rest only
     for role, other in detector.companions().items():  # e.g. a student's teacher: the bar it aims at
         record[f"{role}_dev_auroc"] = auroc(y_dev, other.decision_function(x_dev))
     if extra is not None:
         record.update(extra(detector))
     atomic_write_json(path, record)
+    if checkpoints.exists():  # the trial is safe in its record
+        remove_tree_inside(path.parent, checkpoints)
     return record
 
 
