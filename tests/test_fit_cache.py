@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from noveltykit import detectors
 from noveltykit.detectors import Detector
@@ -58,7 +59,7 @@ def test_the_same_fit_is_loaded_and_scores_alike(tmp_path, data, fits):
     assert second.threshold_ == first.threshold_
 
 
-@pytest.mark.parametrize("change", ["params", "images", "validation", "dtype"])
+@pytest.mark.parametrize("change", ["params", "images", "validation", "off-grid float"])
 def test_anything_else_is_a_miss(tmp_path, data, fits, change):
     x, v, _ = data
     fit_cached(_knn(tmp_path), x, v)
@@ -69,10 +70,30 @@ def test_anything_else_is_a_miss(tmp_path, data, fits, change):
         x2 = x[1:]
     elif change == "validation":
         v2 = v[:-1]
-    else:  # the same pixels as float: another input, so another key
+    else:  # one pixel between two uint8 levels: images no uint8 array gives
         x2 = x.astype(np.float32) / 127.5 - 1
+        x2[0, 0, 0, 0] += 0.001
     assert fit_key(det, x2, v2) != fit_key(_knn(), x, v)
     assert fit_cached(det, x2, v2) is det and fits == ["knn", "knn"]
+
+
+def test_uint8_and_its_exact_float_scaling_are_one_key(tmp_path, data, fits):
+    """What a sweep's trial gets (float) and a benchmark's cell (uint8) of the same images."""
+    x, v, test = data
+    first = fit_cached(_knn(tmp_path), x, v)
+    as_float = lambda a: torch.from_numpy(a).float() / 127.5 - 1  # noqa: E731
+    assert fit_key(_knn(), as_float(x), as_float(v)) == fit_key(_knn(), x, v)
+    second = fit_cached(_knn(tmp_path), as_float(x), as_float(v))
+    assert second is not first and fits == ["knn"], "loaded, not fitted again"
+    np.testing.assert_array_equal(second.decision_function(test), first.decision_function(test))
+
+
+def test_labels_enter_the_key_only_of_a_detector_that_uses_them(data):
+    x, v, _ = data
+    y, other = np.zeros(len(x), np.int64), np.ones(len(x), np.int64)
+    assert fit_key(_knn(), x, v, y) == fit_key(_knn(), x, v) == fit_key(_knn(), x, v, other)  # knn ignores y
+    certainty = detectors.make("certainty")
+    assert certainty.uses_labels and fit_key(certainty, x, v, y) != fit_key(certainty, x, v, other)
 
 
 def test_an_ensemble_loads_a_member_fitted_before(tmp_path, data, fits):
@@ -96,3 +117,24 @@ def test_a_sweeps_ensemble_trial_reuses_its_members_trials(tmp_path, fits):
         run_sweep(cfg, TrainOnly(ds), progress=False)
     # knn:k=3 fitted once per class, by its own trial; the ensembles loaded it
     assert fits.count("knn") == 2 and fits.count("pca") == 2 and fits.count("ensemble") == 2
+
+
+def test_a_benchmark_cell_loads_the_sweep_trial_of_its_class_and_seed(tmp_path, fits):
+    """A sweep trains on the benchmark's very training and validation images (dev_split), so a
+    benchmark given the sweep's fit cache loads the trial's fit for that class and seed, and
+    scores as a fresh fit does; its record says the fit was loaded."""
+    from noveltykit.experiments.bench import BenchConfig, run_benchmark
+    ds = make_blobs_dataset()
+    cache = str(tmp_path / "fits")
+    run_sweep(SweepConfig(dataset="blobs", method="knn", grid={"k": ["3"]}, classes=[0], out=str(tmp_path / "sweep"),
+                          image_size=8, fit_cache=cache), TrainOnly(ds), progress=False)
+    assert fits == ["knn"]
+    bench = lambda out, **kw: run_benchmark(BenchConfig(dataset="blobs", methods=["knn:k=3"], classes=[0, 1],  # noqa: E731
+                                                         out=str(tmp_path / out), plots=False, **kw),
+                                             dataset=ds, progress=False)
+    cached = {r["class"]: r for r in bench("cached", fit_cache=cache)}
+    assert fits == ["knn", "knn"], "class 0 was loaded; class 1 (no trial) was fitted and kept"
+    assert cached[0]["fit_loaded_from_cache"] and not cached[1]["fit_loaded_from_cache"]
+    fresh = {r["class"]: r for r in bench("fresh")}
+    assert "fit_loaded_from_cache" not in fresh[0]
+    assert [cached[c]["auroc"] for c in (0, 1)] == [fresh[c]["auroc"] for c in (0, 1)]

@@ -55,6 +55,10 @@ def add_parser(sub) -> None:
                        help="also write each cell's training curves and metrics as TensorBoard event files "
                             "under DIR (optional extra: pip install 'noveltykit[tensorboard]'); results.json "
                             "stays the record")
+    bench.add_argument("--fit-cache", metavar="DIR",
+                       help="keep every cell's fitted model in DIR by what it was fitted on; a cell whose fit was "
+                            "made there before on the same images (another run, a sweep's trial of the same "
+                            "class and seed) is loaded, not refitted, and its record says so")
     bench.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                        help="import MODULE first (here and in every worker): detectors of your own that it registers")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -70,7 +74,7 @@ def run(args) -> int:
                       classes=classes, seeds=args.seeds, val_fraction=args.val_fraction, image_size=args.image_size,
                       out=args.out, data_dir=args.data_dir, plots=not args.no_plots, curves=args.curves,
                       save_models=args.save_models, device=args.device, executor=executor,
-                      tensorboard=args.tensorboard, imports=tuple(args.imports), command=shlex.join(["noveltykit", *args.argv]))
+                      tensorboard=args.tensorboard, fit_cache=args.fit_cache, imports=tuple(args.imports), command=shlex.join(["noveltykit", *args.argv]))
     run_benchmark(cfg, progress=not args.quiet)
     print(f"report: {args.out}/report.md  table: {args.out}/table.md  results: {args.out}/results.json")
     return 0

@@ -3,9 +3,12 @@ for the same one: a sweep's `feat-msc` trial is the very member an ensemble of t
 would fit again (minutes of fine-tuning). A RunContext's `fit_cache` folder turns it on.
 
 The key is the detector's name and parameters, the noveltykit version, and a hash of the
-training images, the validation images and the labels exactly as given: a fit on other images,
-or on the same images in another dtype, is a miss, never a wrong hit. Processes sharing the
-folder fit each key once (`fileio.run_once`); a saved model is a model folder like any other.
+training images, the validation images and the labels: a fit on other images is a miss, never a
+wrong hit. Images are hashed as uint8 where they are exactly uint8 images' [-1, 1] scaling (the
+contract: a detector fits uint8 images as that scaling), so a benchmark's uint8 cell and a sweep's
+float trial of the same class and seed share one entry. Labels enter the key only for a detector
+with `uses_labels` (the others ignore them). Processes sharing the folder fit each key once
+(`fileio.run_once`); a saved model is a model folder like any other.
 """
 from __future__ import annotations
 
@@ -14,8 +17,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import __version__
+from ..features.store import exact_uint8
 from ..fileio import run_once
 from .base import Detector, as_image_tensor, fingerprint
 from .registry import ModelFileError, load
@@ -24,8 +29,13 @@ from .registry import ModelFileError, load
 def fit_key(detector: Detector, x, x_val=None, y=None) -> str:
     """What a fit depends on, as a short hash (the cache folder's name)."""
     def images(a):
-        return "none" if a is None else fingerprint(as_image_tensor(a, keep_uint8=True))
-    labels = "none" if y is None else hashlib.sha256(np.asarray(y, np.int64).tobytes()).hexdigest()[:16]
+        if a is None:
+            return "none"
+        x = as_image_tensor(a, keep_uint8=True)
+        as_uint8, exact = exact_uint8(x)
+        return fingerprint(torch.as_tensor(as_uint8) if exact.all() else x)
+    ignored = y is None or not detector.uses_labels
+    labels = "none" if ignored else hashlib.sha256(np.asarray(y, np.int64).tobytes()).hexdigest()[:16]
     what = {"detector": detector.name, "params": detector.get_params(), "noveltykit": __version__,
             "x": images(x), "x_val": images(x_val), "y": labels}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]

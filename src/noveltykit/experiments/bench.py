@@ -28,6 +28,7 @@ from ..data.images import ImageDataset
 from ..data.protocols import PROTOCOLS, make_split
 from ..detectors import make
 from ..detectors.context import RunContext
+from ..detectors.fit_cache import fit_cached
 from ..detectors.specs import MethodSpec
 from ..features.store import dataset_feature_store
 from ..fileio import BUSY, DONE, atomic_write_bytes, atomic_write_json, remove_tree_inside, run_once, safe_name
@@ -55,6 +56,9 @@ class BenchConfig:
     device: str | None = None
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where cells run: not in any record's params
     tensorboard: str | None = None  # also write each cell's curves and metrics as TensorBoard events here
+    # fitted models kept here by what they were fitted on (`detectors.fit_cache`): a cell whose fit a
+    # sweep or another run made on the same images loads it. Not in any record's params.
+    fit_cache: str | None = None
     imports: tuple[str, ...] = ()  # modules that register detectors of the user's own, imported here and in workers
     command: str = ""
 
@@ -112,7 +116,8 @@ def resolve_classes(ds: ImageDataset, classes, protocol: str) -> list[int]:
 def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodSpec,
              val_fraction: float, curves: bool = False, checkpoint_dir: Path | None = None,
              model_dir: Path | None = None, progress: bool = False, teacher_cache: Path | None = None,
-             device: str | None = None, maps_grid: Path | None = None) -> tuple[dict, np.ndarray, np.ndarray, float]:
+             device: str | None = None, maps_grid: Path | None = None,
+             fit_cache: Path | None = None) -> tuple[dict, np.ndarray, np.ndarray, float]:
     """Fit on normal training images, threshold on normal validation images, score the test split.
 
     Everything about how the fit runs goes to the detector in one RunContext, the same for every
@@ -121,7 +126,8 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
     `teacher_cache`, shared by every student of that cell; feature detectors extract each image of
     the dataset once. `model_dir`: save the model. `maps_grid`: where a detector with maps on a
     dataset with masks draws its most and least novel test images (`write_maps_grid`); the record
-    then names it as `maps_grid`.
+    then names it as `maps_grid`. `fit_cache`: load the fit from there if it was made before on
+    the same images (the record then says `fit_loaded_from_cache`), else fit and keep it there.
     """
     split = make_split(ds, protocol, cls, seed, val_fraction)
     train_x, val_x, test_x, is_novel = split.arrays(ds)
@@ -130,10 +136,11 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
     features = (lambda extractor: dataset_feature_store(ds, extractor)) if "feature_store" in detector.run_needs else None
     detector.configure(RunContext(
         checkpoint_dir=checkpoint_dir, resume=checkpoint_dir is not None, device=device, progress=progress,
-        teacher_cache=teacher_cache, feature_store=features, monitor=monitor))
+        teacher_cache=teacher_cache, feature_store=features, monitor=monitor, fit_cache=fit_cache))
     t0 = time.perf_counter()
     # the class labels of the normal training images (one class under one-vs-rest), never a novel one
-    detector.fit(train_x, val_x, y=ds.normal_labels(split.train_idx))
+    fitted = fit_cached(detector, train_x, val_x, y=ds.normal_labels(split.train_idx))
+    loaded, detector = fitted is not detector, fitted
     fit_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     scores = detector.decision_function(test_x)
@@ -148,6 +155,7 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
         "test_fpr_at_threshold": float(flagged[~is_novel].mean()),
         "test_tpr_at_threshold": float(flagged[is_novel].mean()),
         "fit_seconds": fit_seconds, "score_seconds": score_seconds,
+        **({"fit_loaded_from_cache": loaded} if fit_cache is not None else {}),  # then fit_seconds is a load
         "n_train": len(train_x), "n_val": len(val_x), "n_test": len(test_x),
         "n_test_novel": int(is_novel.sum()), "val_fraction": val_fraction,
         "device": device or "cpu",  # how it ran, not what it is: not among the params
@@ -362,7 +370,8 @@ def _run_and_file(ds, cfg: BenchConfig, cell, store: CellStore, experiment: dict
             checkpoint_dir=out / "checkpoints" / stem,
             model_dir=out / "models" / stem if cfg.save_models else None, progress=progress,
             teacher_cache=teachers, device=cfg.device,
-            maps_grid=out / "maps" / f"{stem}.png" if cfg.plots else None)
+            maps_grid=out / "maps" / f"{stem}.png" if cfg.plots else None,
+            fit_cache=Path(cfg.fit_cache) if cfg.fit_cache else None)
     except Exception as exc:  # recorded, and the run goes on; Ctrl-C and kills are not caught
         failure = _failure_record(ds, cfg, cell, exc, provenance, tb=traceback.format_exc())
         store.add_failure(failure)
