@@ -3,10 +3,10 @@
     OUT/config.json       the sweep's config, written before any trial: one OUT holds one sweep
     OUT/trials/<id>.json  one finished trial (grid point, class), written atomically; a rerun skips it
     OUT/trials/<id>.lock  held by the process fitting that trial: processes sharing OUT share its trials
-    OUT/trials/checkpoints/<id>/  a trained trial's checkpoint each epoch: a killed trial resumes
-                          from its last epoch; removed once the trial's record is written
                           (`reuse`: another sweep's finished trial of the same spec and class is
                           copied in, marked `reused_from`, instead of refitted)
+    OUT/trials/checkpoints/<id>/  a trained trial's checkpoint each epoch: a killed trial resumes
+                          from its last epoch; removed once the trial's record is written
     OUT/tune/sweep        the Ray Tune experiment (executor "ray" only), restored by a rerun
     OUT/sweep.json        every point's dev AUROC per class, the rule and its docstring, the choice
     OUT/sweep.md          the same as a table, the chosen row in bold
