@@ -157,14 +157,14 @@ def test_get_params_roundtrip(name):
     assert detectors.make(name, **params).get_params() == params
 
 
-def test_fit_on_uint8_or_its_float_scaling_is_one_fit(name, data, fitted):
+@pytest.mark.parametrize("name", [n for n in detectors.available() if detectors.detector_class(n).reads_uint8],
+                         indirect=True)
+def test_fit_on_uint8_or_its_float_scaling_is_one_fit(name, data):
     """uint8 images and their exact [-1, 1] scaling are one input to `fit` (what lets a fit cache
     give a sweep's float trial and a benchmark's uint8 cell one entry). `Detector.fit` turns
-    uint8 into that float itself, so only a detector that reads uint8 on its own (`reads_uint8`:
-    features extracted chunk by chunk) has anything to show; it does so without the feature store,
+    uint8 into that float itself before `_fit`, so only the detectors that read uint8 on their own
+    (`reads_uint8`: features extracted chunk by chunk) are checked; without the feature store,
     as a sweep's trial runs."""
-    if not detectors.detector_class(name).reads_uint8:
-        return  # the base class scales uint8 to float before `_fit` sees it
     train, val, test, _, labels = data
     as_float = lambda a: torch.from_numpy(a).float() / 127.5 - 1  # noqa: E731
     on_uint8 = _make(name).fit(train, val, y=labels)
