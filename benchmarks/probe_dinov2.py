@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -113,8 +115,7 @@ def main() -> None:
         print(json.dumps(row))
     atomic_write_json(args.out, {"dataset": args.dataset, "split": "development (training images only), seed 0",
                                  "onnx_sha256": ONNX_SHA256, "threads": args.threads, "machine": machine(),
-                                 "command": "python benchmarks/probe_dinov2.py " + " ".join(
-                                     f"--{k} {v}" for k, v in vars(args).items() if k not in ("onnx", "out")),
+                                 "command": shlex.join(["python", "benchmarks/probe_dinov2.py", *sys.argv[1:]]),
                                  "rows": rows})
 
 

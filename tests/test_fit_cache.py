@@ -138,3 +138,15 @@ def test_a_benchmark_cell_loads_the_sweep_trial_of_its_class_and_seed(tmp_path, 
     fresh = {r["class"]: r for r in bench("fresh")}
     assert "fit_loaded_from_cache" not in fresh[0]
     assert [cached[c]["auroc"] for c in (0, 1)] == [fresh[c]["auroc"] for c in (0, 1)]
+
+
+def test_images_are_hashed_chunk_by_chunk_as_the_whole_array(data, monkeypatch):
+    from noveltykit.detectors import fit_cache
+    from noveltykit.detectors.base import fingerprint
+    x = data[0]
+    as_float = torch.from_numpy(x).float() / 127.5 - 1
+    off_grid = as_float.clone()
+    off_grid[-1, 0, 0, 0] += 0.001  # in the last chunk: the uint8 reading is dropped only there
+    monkeypatch.setattr(fit_cache, "CHUNK_IMAGES", 7)  # several chunks, the last one short
+    assert fit_cache.images_digest(as_float) == fingerprint(torch.from_numpy(x)) == fit_cache.images_digest(x)
+    assert fit_cache.images_digest(off_grid) == fingerprint(off_grid)

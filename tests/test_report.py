@@ -92,7 +92,8 @@ def test_timing_table_gives_ranges_and_counts_resumed_cells_and_loaded_fits():
     base = {"method": "ae", "n_test": 100, "score_seconds": 2.0}
     cells = [{**base, "fit_seconds": 10.0, "history": [{"seconds": 4.0}, {"seconds": 6.0}]},
              {**base, "fit_seconds": 3.0, "history": [{"seconds": 5.0, "from_checkpoint": True}, {"seconds": 3.0}]}]
-    loaded = {**base, "fit_seconds": 0.1, "fit_loaded_from_cache": True}  # a load, not a fit: not in fit s
+    loaded = {**base, "fit_seconds": 0.1, "fit_loaded_from_cache": True,  # a load: its history is another run's
+              "history": [{"seconds": 99.0, "from_checkpoint": True}]}
     row = timing_table(cells + [loaded]).splitlines()[2]
     assert row == "| ae | 6.50 | 3-10 | 2-2 | 3-6 | 100 | 3 | 1 | 1 |"
     assert timing_table([loaded]).splitlines()[2] == "| ae | - | - | 2-2 | - | 100 | 1 | 0 | 1 |"

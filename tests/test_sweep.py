@@ -387,31 +387,60 @@ def test_a_trial_another_process_holds_is_left_for_last_then_read_or_run(tmp_pat
     assert (first == 0.625) == other_finishes
 
 
-def test_a_killed_trained_trial_resumes_from_its_last_epoch(tmp_path, blobs, monkeypatch):
-    """A trial's epochs are checkpointed under trials/checkpoints/: a rerun after a kill trains only
-    the epochs left, gives the uninterrupted sweep's figures, and removes the checkpoints."""
+@pytest.fixture
+def killed_in_second_epoch(monkeypatch):
+    """Training raises KeyboardInterrupt at the end of the second epoch it runs; `ends` counts the
+    epochs ended, `revive()` lets training run on."""
     from noveltykit.train.model_unit import ModelUnit
-    cfg = _cfg(tmp_path / "killed", method=AE_TINY, grid={"lr": ["0.001"]}, classes=[1])
-    real_end, ends = ModelUnit.end_epoch, []
+    real_end, ends, alive = ModelUnit.end_epoch, [], []
 
-    def dies_in_second_epoch(self, x_val):
+    def end_epoch(self, x_val):
         ends.append(1)
-        if len(ends) == 2:
+        if len(ends) == 2 and not alive:
             raise KeyboardInterrupt
         return real_end(self, x_val)
 
-    monkeypatch.setattr(ModelUnit, "end_epoch", dies_in_second_epoch)
+    monkeypatch.setattr(ModelUnit, "end_epoch", end_epoch)
+    return ends, lambda: alive.append(1)
+
+
+@pytest.mark.parametrize("curves", [False, True])
+def test_a_killed_trained_trial_resumes_from_its_last_epoch(tmp_path, blobs, killed_in_second_epoch, curves):
+    """A trial's epochs are checkpointed under trials/checkpoints/: a rerun after a kill trains only
+    the epochs left, gives the uninterrupted sweep's figures, and removes the checkpoints. With
+    --curves, the epoch the killed process trained has no dev AUROC (None), not a shifted one."""
+    ends, _ = killed_in_second_epoch
+    cfg = _cfg(tmp_path / "killed", method=AE_TINY, grid={"lr": ["0.001"]}, classes=[1], curves=curves)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cfg, blobs, progress=False)
-    ckpt = _trial_path(tmp_path / "killed", blobs, cfg, 0, 1)
-    ckpt = ckpt.parent / "checkpoints" / ckpt.stem
+    [ckpt] = (tmp_path / "killed" / "trials" / "checkpoints").iterdir()
     assert json.loads((ckpt / "latest.json").read_text())["epoch"] == 0
     resumed = run_sweep(cfg, blobs, progress=False)
     assert len(ends) == 3, "the rerun trained the second epoch only"
     assert not ckpt.exists(), "a finished trial's checkpoints are removed"
     record = json.loads(_trial_path(tmp_path / "killed", blobs, cfg, 0, 1).read_text())
     assert record["resumed"] and len(record["val_loss"]) == 2
-    fresh = run_sweep(_cfg(tmp_path / "fresh", method=AE_TINY, grid={"lr": ["0.001"]}, classes=[1]), blobs,
-                      progress=False)
+    assert record["dev_auroc_curve"] == ([None, record["dev_auroc_last"]] if curves else [])
+    fresh = run_sweep(_cfg(tmp_path / "fresh", method=AE_TINY, grid={"lr": ["0.001"]}, classes=[1], curves=curves),
+                      blobs, progress=False)
     assert resumed["points"][0]["aurocs"] == fresh["points"][0]["aurocs"]
     assert not json.loads(_trial_path(tmp_path / "fresh", blobs, cfg, 0, 1).read_text())["resumed"]
+
+
+def test_a_killed_trial_is_not_resumed_on_other_images(tmp_path, blobs, killed_in_second_epoch):
+    """The same trial (dataset name, class, seed, spec) rerun on other images starts afresh: its
+    checkpoints are named by the fit's key, which hashes the images."""
+    ends, revive = killed_in_second_epoch
+    cfg = _cfg(tmp_path, method=AE_TINY, grid={"lr": ["0.001"]}, classes=[1])
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg, blobs, progress=False)
+    revive()
+    other = make_blobs_dataset()
+    other.train_x = 255 - other.train_x
+    result = run_sweep(cfg, other, progress=False)
+    assert len(ends) == 4, "both epochs trained again"
+    assert not json.loads(_trial_path(tmp_path, blobs, cfg, 0, 1).read_text())["resumed"]
+    assert not (tmp_path / "trials" / "checkpoints").exists() or not any((tmp_path / "trials" / "checkpoints").iterdir())
+    fresh = run_sweep(_cfg(tmp_path / "fresh", method=AE_TINY, grid={"lr": ["0.001"]}, classes=[1]), other,
+                      progress=False)
+    assert result["points"][0]["aurocs"] == fresh["points"][0]["aurocs"]

@@ -123,17 +123,19 @@ def timing_table(results: list[dict]) -> str:
     from a checkpoint has history records marked `from_checkpoint`: its fit time covers only
     the epochs its last process ran (and still enters the fit mean and range), so the count of
     such cells is shown beside them. A cell whose fit was loaded from a fit cache
-    (`fit_loaded_from_cache`) is counted apart and left out of the fit seconds."""
+    (`fit_loaded_from_cache`) is counted apart and left out of the fit and epoch seconds and of
+    the resumed cells (its history is the run's that fitted it)."""
     lines = ["| method | fit s (mean) | fit s (range) | score s (range) | epoch s (range) | test images "
              "| cells | resumed cells | fits loaded |", "|---|---|---|---|---|---|---|---|---|"]
     for m in dict.fromkeys(r["method"] for r in results):
         rs = [r for r in results if r["method"] == m]
-        fits = [r["fit_seconds"] for r in rs if not r.get("fit_loaded_from_cache")]
-        epochs = [h["seconds"] for r in rs for h in r.get("history") or [] if "seconds" in h]
-        resumed = sum(any(h.get("from_checkpoint") for h in r.get("history") or []) for r in rs)
+        fitted = [r for r in rs if not r.get("fit_loaded_from_cache")]
+        fits = [r["fit_seconds"] for r in fitted]
+        epochs = [h["seconds"] for r in fitted for h in r.get("history") or [] if "seconds" in h]
+        resumed = sum(any(h.get("from_checkpoint") for h in r.get("history") or []) for r in fitted)
         mean = f"{np.mean(fits):.2f}" if fits else "-"
         lines.append(f"| {m} | {mean} | {_span(fits)} | {_span([r['score_seconds'] for r in rs])} | "
-                     f"{_span(epochs)} | {rs[0]['n_test']} | {len(rs)} | {resumed} | {len(rs) - len(fits)} |")
+                     f"{_span(epochs)} | {rs[0]['n_test']} | {len(rs)} | {resumed} | {len(rs) - len(fitted)} |")
     return "\n".join(lines)
 
 

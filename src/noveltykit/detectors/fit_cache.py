@@ -26,14 +26,30 @@ from .base import Detector, as_image_tensor, fingerprint
 from .registry import ModelFileError, load
 
 
+CHUNK_IMAGES = 256  # float images are checked and hashed this many at a time: no full-size copies
+
+
+def images_digest(a) -> str:
+    """`fingerprint` of the images as uint8 where every one is exactly a uint8 image's [-1, 1]
+    scaling, else of the float32 images: the same digests as hashing the whole array at once."""
+    x = as_image_tensor(a, keep_uint8=True)
+    if x.dtype == torch.uint8:
+        return fingerprint(x)
+    as_uint8, as_float, exact = hashlib.sha256(), hashlib.sha256(), True
+    for start in range(0, len(x), CHUNK_IMAGES):
+        part = x[start:start + CHUNK_IMAGES].contiguous()
+        as_float.update(part.numpy().tobytes())
+        if exact:
+            quantised, ok = exact_uint8(part)
+            exact = bool(ok.all())
+            as_uint8.update(np.ascontiguousarray(quantised).tobytes())
+    return (as_uint8 if exact else as_float).hexdigest()[:16]
+
+
 def fit_key(detector: Detector, x, x_val=None, y=None) -> str:
     """What a fit depends on, as a short hash (the cache folder's name)."""
     def images(a):
-        if a is None:
-            return "none"
-        x = as_image_tensor(a, keep_uint8=True)
-        as_uint8, exact = exact_uint8(x)
-        return fingerprint(torch.as_tensor(as_uint8) if exact.all() else x)
+        return "none" if a is None else images_digest(a)
     ignored = y is None or not detector.uses_labels
     labels = "none" if ignored else hashlib.sha256(np.asarray(y, np.int64).tobytes()).hexdigest()[:16]
     what = {"detector": detector.name, "params": detector.get_params(), "noveltykit": __version__,

@@ -5,8 +5,9 @@
     OUT/trials/<id>.lock  held by the process fitting that trial: processes sharing OUT share its trials
                           (`reuse`: another sweep's finished trial of the same spec and class is
                           copied in, marked `reused_from`, instead of refitted)
-    OUT/trials/checkpoints/<id>/  a trained trial's checkpoint each epoch: a killed trial resumes
-                          from its last epoch; removed once the trial's record is written
+    OUT/trials/checkpoints/<id>-<fit key>/  a trained trial's checkpoint each epoch: a killed trial
+                          resumes from its last epoch (the same fit only: the fit key names its
+                          parameters and images); removed once the trial's record is written
     OUT/tune/sweep        the Ray Tune experiment (executor "ray" only), restored by a rerun
     OUT/sweep.json        every point's dev AUROC per class, the rule and its docstring, the choice
     OUT/sweep.md          the same as a table, the chosen row in bold
@@ -37,7 +38,7 @@ from ..data.images import ImageDataset
 from ..data.protocols import dev_split
 from ..detectors import make
 from ..detectors.context import RunContext
-from ..detectors.fit_cache import fit_cached
+from ..detectors.fit_cache import fit_cached, fit_key
 from ..detectors.specs import MethodSpec, parse_value
 from ..fileio import atomic_write_bytes, atomic_write_json, remove_tree_inside, run_once
 from . import provenance
@@ -334,7 +335,10 @@ def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> d
     detector = make(point.detector, **{"random_state": cfg.seed, **point.params})
     curve = []  # dev AUROC after each epoch (trained detectors only): diagnostics, never a choice
     monitor = (lambda score: curve.append(auroc(y_dev, score(x_dev))) or {}) if cfg.curves else None
-    checkpoints = path.parent / "checkpoints" / path.stem  # the trial's lock keeps it to one process
+    # Named by what the fit depends on (parameters, images: `fit_key`) besides the trial, so a
+    # killed trial's epochs are resumed by that very fit only, never continued on other images or
+    # settings. The trial's lock keeps the folder to one process.
+    checkpoints = path.parent / "checkpoints" / f"{path.stem}-{fit_key(detector, x, v)}"
     detector.configure(RunContext(device=cfg.device, teacher_cache=cfg.teacher_cache, progress=progress,
                                   monitor=monitor, fit_cache=cfg.fit_cache and Path(cfg.fit_cache),
                                   checkpoint_dir=checkpoints, resume=True))
@@ -342,22 +346,33 @@ def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> d
     fitted = fit_cached(detector, x, v)
     loaded, detector = fitted is not detector, fitted
     seconds = time.perf_counter() - t0
-    history = detector.fit_report().get("history", [])
+    report = detector.fit_report()
+    history = report.get("history", [])
+    resumed = not loaded and _resumed(report)
+    if curve and resumed:  # the monitor saw only the epochs this process trained
+        curve = [None] * (len(history) - len(curve)) + curve
     record = {**expect, "params": point.params,
               "dev_auroc_last": auroc(y_dev, detector.decision_function(x_dev)),
               "dev_auroc_curve": curve, "seconds": seconds, "process_peak_rss_gib": provenance.peak_rss_gib(),
               "fit_loaded_from_cache": loaded, "n_train": len(x), "n_dev": len(y_dev),
               "n_dev_novel": int(y_dev.sum()), "split": SPLIT_NOTE, "device": detector.context.torch_device,
               "val_loss": [h["val_loss"] for h in history],
-              "resumed": any(h.get("from_checkpoint") for h in history)}  # then `seconds` is the rest only
+              "resumed": resumed}  # then `seconds` are the rest's only
     for role, other in detector.companions().items():  # e.g. a student's teacher: the bar it aims at
         record[f"{role}_dev_auroc"] = auroc(y_dev, other.decision_function(x_dev))
     if extra is not None:
         record.update(extra(detector))
     atomic_write_json(path, record)
-    if checkpoints.exists():  # the trial is safe in its record
-        remove_tree_inside(path.parent, checkpoints)
+    for folder in path.parent.glob(f"checkpoints/{path.stem}-*"):  # the trial is safe in its record
+        remove_tree_inside(path.parent, folder)
     return record
+
+
+def _resumed(report: dict) -> bool:
+    """Whether a fit (its own epochs, or an ensemble member's) went on from an earlier process's
+    checkpoint."""
+    histories = [report.get("history") or []] + [m.get("history") or [] for m in report.get("member_fits", [])]
+    return any(h.get("from_checkpoint") for history in histories for h in history)
 
 
 def _run_serial(view: TrainOnly, cfg: SweepConfig, trials_dir: Path, progress: bool) -> None:
