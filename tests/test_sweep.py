@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -444,3 +445,21 @@ def test_a_killed_trial_is_not_resumed_on_other_images(tmp_path, blobs, killed_i
     fresh = run_sweep(_cfg(tmp_path / "fresh", method=AE_TINY, grid={"lr": ["0.001"]}, classes=[1]), other,
                       progress=False)
     assert result["points"][0]["aurocs"] == fresh["points"][0]["aurocs"]
+
+
+def test_a_killed_ensemble_trial_resumes_its_trained_member(tmp_path, blobs, killed_in_second_epoch):
+    """An ensemble's trained member checkpoints below the trial's folder too; the record says the
+    trial was resumed (from the member's history, an ensemble having none of its own)."""
+    ends, _ = killed_in_second_epoch
+    cfg = _cfg(tmp_path, method="knn", grid={}, variants=["ensemble:members=ae/epochs=2/batch_size=8+pca"],
+               classes=[1])
+    with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_sweep(cfg, blobs, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_sweep(cfg, blobs, progress=False)
+    assert len(ends) == 3, "the member trained its second epoch only"
+    record = json.loads(_trial_path(tmp_path, blobs, cfg, 1, 1).read_text())
+    assert record["spec"].startswith("ensemble") and record["resumed"]
+    assert not json.loads(_trial_path(tmp_path, blobs, cfg, 0, 1).read_text())["resumed"]  # knn: nothing to resume
