@@ -26,7 +26,7 @@ from .base import Detector, as_image_tensor, fingerprint
 from .registry import ModelFileError, load
 
 
-CHUNK_IMAGES = 256  # float images are checked and hashed this many at a time: no full-size copies
+CHUNK_IMAGES = 256  # float images are checked for uint8 levels this many at a time
 
 
 def images_digest(a) -> str:
@@ -35,15 +35,13 @@ def images_digest(a) -> str:
     x = as_image_tensor(a, keep_uint8=True)
     if x.dtype == torch.uint8:
         return fingerprint(x)
-    as_uint8, as_float, exact = hashlib.sha256(), hashlib.sha256(), True
+    as_uint8 = hashlib.sha256()
     for start in range(0, len(x), CHUNK_IMAGES):
-        part = x[start:start + CHUNK_IMAGES].contiguous()
-        as_float.update(part.numpy().tobytes())
-        if exact:
-            quantised, ok = exact_uint8(part)
-            exact = bool(ok.all())
-            as_uint8.update(np.ascontiguousarray(quantised).tobytes())
-    return (as_uint8 if exact else as_float).hexdigest()[:16]
+        quantised, exact = exact_uint8(x[start:start + CHUNK_IMAGES].contiguous())
+        if not exact.all():
+            return fingerprint(x)  # images no uint8 array gives: their float32 bytes
+        as_uint8.update(np.ascontiguousarray(quantised).tobytes())
+    return as_uint8.hexdigest()[:16]
 
 
 def fit_key(detector: Detector, x, x_val=None, y=None) -> str:
