@@ -3,6 +3,7 @@ not redone, by the next caller asking for the same one; anything else is a miss.
 members and a sweep's trials go through it."""
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -150,3 +151,74 @@ def test_images_are_hashed_chunk_by_chunk_as_the_whole_array(data, monkeypatch):
     monkeypatch.setattr(fit_cache, "CHUNK_IMAGES", 7)  # several chunks, the last one short
     assert fit_cache.images_digest(as_float) == fingerprint(torch.from_numpy(x)) == fit_cache.images_digest(x)
     assert fit_cache.images_digest(off_grid) == fingerprint(off_grid)
+
+
+# --- a fit another process is making: a runner with other work defers it -----------------------
+
+def _entry_of_class_0(tmp_path, ds) -> str:
+    """The fit-cache entry of knn:k=3's class-0 trial (a benchmark's class-0 cell shares it)."""
+    cache = tmp_path / "learn"
+    run_sweep(SweepConfig(dataset="blobs", method="knn", grid={"k": ["3"]}, classes=[0], out=str(tmp_path / "s0"),
+                          image_size=8, fit_cache=str(cache)), TrainOnly(ds), progress=False)
+    (entry,) = [p.name for p in cache.iterdir() if p.is_dir()]
+    return entry
+
+
+def _run_while_held(lock, run, first_done):
+    """Run `run()` in a thread while this test holds `lock` (as another process making that fit
+    would); returns what `first_done()` saw once the runner had finished its other work."""
+    import threading
+    import time
+
+    from noveltykit.fileio import file_lock
+    with file_lock(lock):
+        runner = threading.Thread(target=run)
+        runner.start()
+        deadline = time.monotonic() + 120
+        while not (seen := first_done()) and runner.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    runner.join(timeout=120)
+    assert not runner.is_alive()
+    return seen
+
+
+def test_a_busy_fit_raises_inside_defer_busy_fits_and_is_fitted_once_free(tmp_path, data, fits):
+    from noveltykit.detectors.fit_cache import FitBusy, defer_busy_fits
+    from noveltykit.fileio import file_lock
+    x, v, _ = data
+    det = _knn(tmp_path)
+    lock = tmp_path / f"knn-{fit_key(det, x, v)}.lock"
+    with file_lock(lock), defer_busy_fits(), pytest.raises(FitBusy):
+        fit_cached(det, x, v)
+    assert fits == []
+    assert fit_cached(det, x, v) is det and fits == ["knn"]
+
+
+def test_a_sweep_trains_other_trials_while_a_fit_it_needs_is_busy(tmp_path, fits):
+    ds = make_blobs_dataset()
+    entry = _entry_of_class_0(tmp_path, ds)
+    cache, trials = tmp_path / "fits", tmp_path / "sweep" / "trials"
+    cfg = SweepConfig(dataset="blobs", method="knn", grid={"k": ["3"]}, classes=[0, 1], out=str(tmp_path / "sweep"),
+                      image_size=8, fit_cache=str(cache))
+    trial_classes = lambda: sorted(json.loads(p.read_text())["class"] for p in trials.glob("*.json"))  # noqa: E731
+    seen = _run_while_held(cache / f"{entry}.lock", lambda: run_sweep(cfg, TrainOnly(ds), progress=False),
+                           trial_classes)
+    assert seen == [1], "class 1's trial ran while class 0's fit was busy"
+    assert trial_classes() == [0, 1] and fits.count("knn") == 3  # the learning run's, then one per class
+
+
+def test_a_benchmark_runs_other_cells_while_a_fit_it_needs_is_busy(tmp_path, fits):
+    from noveltykit.experiments.bench import BenchConfig, run_benchmark
+    from noveltykit.experiments.cellstore import CellStore
+    ds = make_blobs_dataset()
+    entry = _entry_of_class_0(tmp_path, ds)
+    cache, out = tmp_path / "fits", tmp_path / "bench"
+    cfg = BenchConfig(dataset="blobs", methods=["knn:k=3"], classes=[0, 1], out=str(out), plots=False,
+                      fit_cache=str(cache))
+    results = []
+    cell_classes = lambda: sorted(json.loads(p.read_text())["class"] for p in (out / "cells").glob("*.json"))  # noqa: E731
+    seen = _run_while_held(cache / f"{entry}.lock",
+                           lambda: results.extend(run_benchmark(cfg, dataset=ds, progress=False)), cell_classes)
+    assert seen == [1], "class 1's cell ran while class 0's fit was busy"
+    assert sorted(r["class"] for r in results) == [0, 1]
+    assert CellStore(out).failures() == [], "the busy fit was deferred, not filed as a failure"

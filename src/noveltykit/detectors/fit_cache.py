@@ -8,12 +8,16 @@ wrong hit. Images are hashed as uint8 where they are exactly uint8 images' [-1, 
 contract: a detector fits uint8 images as that scaling), so a benchmark's uint8 cell and a sweep's
 float trial of the same class and seed share one entry. Labels enter the key only for a detector
 with `uses_labels` (the others ignore them). Processes sharing the folder fit each key once
-(`fileio.run_once`); a saved model is a model folder like any other.
+(`fileio.run_once`); a saved model is a model folder like any other. A runner with other work to
+do asks, inside `defer_busy_fits()`, not to wait for a fit another process is making: FitBusy
+tells it to come back later (a sweep beside a benchmark then trains its other trials meanwhile).
 """
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +25,30 @@ import torch
 
 from .. import __version__
 from ..features.store import exact_uint8
-from ..fileio import run_once
+from ..fileio import BUSY, run_once
 from .base import Detector, as_image_tensor, fingerprint
 from .registry import ModelFileError, load
 
 
 CHUNK_IMAGES = 256  # float images are checked for uint8 levels this many at a time
+
+
+class FitBusy(Exception):
+    """Another process is making this very fit now, and the caller asked not to wait for it."""
+
+
+_DEFER = contextvars.ContextVar("defer_busy_fits", default=False)
+
+
+@contextmanager
+def defer_busy_fits():
+    """Inside, `fit_cached` raises FitBusy at once for a fit another process is making, instead of
+    waiting for it (an ensemble's members too: members fitted before it stay in the cache)."""
+    token = _DEFER.set(True)
+    try:
+        yield
+    finally:
+        _DEFER.reset(token)
 
 
 def images_digest(a) -> str:
@@ -78,5 +100,8 @@ def fit_cached(detector: Detector, x, x_val=None, y=None) -> Detector:
         return detector
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    return run_once(folder.with_suffix(".lock"), saved, fit_and_keep)[1]
+    state, fitted = run_once(folder.with_suffix(".lock"), saved, fit_and_keep, wait=not _DEFER.get())
+    if state == BUSY:
+        raise FitBusy(f"{folder.name} is being fitted by another process")
+    return fitted
 

@@ -6,6 +6,7 @@ several processes may share one `--out`.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import sys
@@ -28,7 +29,7 @@ from ..data.images import ImageDataset
 from ..data.protocols import PROTOCOLS, make_split
 from ..detectors import make
 from ..detectors.context import RunContext
-from ..detectors.fit_cache import fit_cached
+from ..detectors.fit_cache import FitBusy, defer_busy_fits, fit_cached
 from ..detectors.specs import MethodSpec
 from ..features.store import dataset_feature_store
 from ..fileio import BUSY, DONE, atomic_write_bytes, atomic_write_json, remove_tree_inside, run_once, safe_name
@@ -271,22 +272,27 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
     bar = tqdm(total=len(todo), desc=f"{ds.name} {cfg.protocol}", unit="cell", disable=not progress)
 
     def attempt(cell, wait: bool) -> bool:
-        """Run `cell` unless it is done; False when another process holds it (and wait=False)."""
+        """Run `cell` unless it is done; False when another process holds it, or a fit of it in
+        the shared fit cache (and wait=False)."""
         key = _id(ds, cfg, cell)
 
         def work():
             nonlocal ran
             bar.set_postfix_str(f"class {ds.class_names[cell[0]]} seed {cell[1]} {cell[2].label}")
+            failure = _run_and_file(ds, cfg, cell, store, experiment, provenance, teachers, progress)
             ran += 1
-            if (failure := _run_and_file(ds, cfg, cell, store, experiment, provenance, teachers,
-                                         progress)) is not None:
+            if failure is not None:
                 failed.append(failure)
                 record = failure[0]
                 tqdm.write(f"cell failed: class {record['class_name']} seed {record['seed']} "
                            f"{record['method']}: {record['error_type']}: {record['error']}", file=sys.stderr)
 
         # done: another process finished it meanwhile (or before this run)
-        if run_once(store.lock_path(key), lambda: store.is_done(key), work, wait=wait)[0] == BUSY:
+        try:
+            with contextlib.nullcontext() if wait else defer_busy_fits():
+                if run_once(store.lock_path(key), lambda: store.is_done(key), work, wait=wait)[0] == BUSY:
+                    return False
+        except FitBusy:
             return False
         bar.update(1)
         return True
@@ -372,6 +378,8 @@ def _run_and_file(ds, cfg: BenchConfig, cell, store: CellStore, experiment: dict
             teacher_cache=teachers, device=cfg.device,
             maps_grid=out / "maps" / f"{stem}.png" if cfg.plots else None,
             fit_cache=Path(cfg.fit_cache) if cfg.fit_cache else None)
+    except FitBusy:  # not a failure: the caller comes back to this cell when that fit is made
+        raise
     except Exception as exc:  # recorded, and the run goes on; Ctrl-C and kills are not caught
         failure = _failure_record(ds, cfg, cell, exc, provenance, tb=traceback.format_exc())
         store.add_failure(failure)

@@ -20,6 +20,7 @@ before the run (by name, from `RULES`) and recorded with its docstring.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
@@ -38,7 +39,7 @@ from ..data.images import ImageDataset
 from ..data.protocols import dev_split
 from ..detectors import make
 from ..detectors.context import RunContext
-from ..detectors.fit_cache import fit_cached, fit_key
+from ..detectors.fit_cache import FitBusy, defer_busy_fits, fit_cached, fit_key
 from ..detectors.specs import MethodSpec, parse_value
 from ..fileio import atomic_write_bytes, atomic_write_json, remove_tree_inside, run_once
 from . import provenance
@@ -324,10 +325,17 @@ def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_
 
     A trial is claimed by a lock beside its record, so processes sharing one OUT never fit it twice
     at once: one that finds it claimed waits and reads the other's record (or, `wait=False`,
-    returns None at once). The kernel drops a dead process's lock, and the trial then runs here."""
+    returns None at once). The kernel drops a dead process's lock, and the trial then runs here.
+    With `wait=False` a fit that another process is making in the shared fit cache (e.g. a
+    benchmark's cell of the same class and seed) also gives None at once, not a wait."""
     path, expect = _trial_file(view, cfg, point, cls, trials_dir)
-    return run_once(path.with_suffix(".lock"), lambda: _read_trial(path, expect),
-                    lambda: _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress), wait=wait)[1]
+    try:
+        with contextlib.nullcontext() if wait else defer_busy_fits():
+            return run_once(path.with_suffix(".lock"), lambda: _read_trial(path, expect),
+                            lambda: _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress),
+                            wait=wait)[1]
+    except FitBusy:
+        return None
 
 
 def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> dict:
