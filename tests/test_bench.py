@@ -119,6 +119,7 @@ def test_killed_training_resumes_mid_cell_from_its_last_epoch(tmp_path, monkeypa
     assert not ckpt.exists(), "a finished cell's checkpoints are removed"
     fresh = run_benchmark(cfg(tmp_path / "b"), dataset=ds, progress=False)[0]
     assert resumed["auroc"] == fresh["auroc"] and resumed["history"][2]["loss_g"] == fresh["history"][2]["loss_g"]
+    assert resumed["resumed"] and not fresh["resumed"]
 
     model = detectors.load(tmp_path / "a" / resumed["model"])
     saved = np.load(tmp_path / "a" / "scores" / (resumed["model"].removeprefix("models/") + ".npz"))

@@ -126,6 +126,7 @@ def test_fit_score_predict(name, data, fitted):
     predicted = det.predict(test)  # one scoring pass for both checks: this test is the quick gate
     np.testing.assert_array_equal(predicted, (scores > det.threshold_).astype(int))
     assert set(np.unique(predicted)) <= {0, 1}
+    assert det.fit_resumed() is False, "a fit from scratch went on from no checkpoint"
 
 
 def test_scores_independent_of_batching_and_input_type(name, data, fitted):

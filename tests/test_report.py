@@ -97,3 +97,15 @@ def test_timing_table_gives_ranges_and_counts_resumed_cells_and_loaded_fits():
     row = timing_table(cells + [loaded]).splitlines()[2]
     assert row == "| ae | 6.50 | 3-10 | 2-2 | 3-6 | 100 | 3 | 1 | 1 |"
     assert timing_table([loaded]).splitlines()[2] == "| ae | - | - | 2-2 | - | 100 | 1 | 0 | 1 |"
+
+
+def test_timing_table_counts_a_cell_resumed_by_its_record_not_only_its_history():
+    """An ensemble's cell keeps its members' histories in `member_fits`, so its own `resumed`
+    (the detector's `fit_resumed`) is what counts; a record without the field falls back to its
+    history's marks."""
+    from noveltykit.analysis.report import timing_table
+    base = {"method": "ensemble", "n_test": 10, "score_seconds": 1.0, "fit_seconds": 5.0}
+    cells = [{**base, "resumed": True, "member_fits": [{"history": [{"seconds": 2.0, "from_checkpoint": True}]}]},
+             {**base, "resumed": False},
+             {**base, "history": [{"seconds": 2.0, "from_checkpoint": True}]}]  # made before `resumed`
+    assert timing_table(cells).splitlines()[2].split(" | ")[-2] == "2"

@@ -118,11 +118,19 @@ def _span(values) -> str:
     return f"{min(values):.0f}-{max(values):.0f}" if values else "-"
 
 
+def _resumed(record: dict) -> bool:
+    """A cell's `resumed` (its detector's `fit_resumed`: an ensemble's members too); a record
+    made before that field by its history's `from_checkpoint` marks."""
+    if "resumed" in record:
+        return bool(record["resumed"])
+    return any(h.get("from_checkpoint") for h in record.get("history") or [])
+
+
 def timing_table(results: list[dict]) -> str:
     """Fit and score seconds per method, and a trained detector's epoch seconds. A cell resumed
-    from a checkpoint has history records marked `from_checkpoint`: its fit time covers only
-    the epochs its last process ran (and still enters the fit mean and range), so the count of
-    such cells is shown beside them. A cell whose fit was loaded from a fit cache
+    from a checkpoint (`resumed`) has a fit time that covers only the epochs its last process
+    ran (and still enters the fit mean and range), so the count of such cells is shown beside
+    them. A cell whose fit was loaded from a fit cache
     (`fit_loaded_from_cache`) is counted apart and left out of the fit and epoch seconds and of
     the resumed cells (its history is the run's that fitted it)."""
     lines = ["| method | fit s (mean) | fit s (range) | score s (range) | epoch s (range) | test images "
@@ -132,7 +140,7 @@ def timing_table(results: list[dict]) -> str:
         fitted = [r for r in rs if not r.get("fit_loaded_from_cache")]
         fits = [r["fit_seconds"] for r in fitted]
         epochs = [h["seconds"] for r in fitted for h in r.get("history") or [] if "seconds" in h]
-        resumed = sum(any(h.get("from_checkpoint") for h in r.get("history") or []) for r in fitted)
+        resumed = sum(_resumed(r) for r in fitted)
         mean = f"{np.mean(fits):.2f}" if fits else "-"
         lines.append(f"| {m} | {mean} | {_span(fits)} | {_span([r['score_seconds'] for r in rs])} | "
                      f"{_span(epochs)} | {rs[0]['n_test']} | {len(rs)} | {resumed} | {len(rs) - len(fitted)} |")

@@ -220,6 +220,11 @@ class Detector:
         """JSON-able facts of the last fit for a results record (e.g. training history)."""
         return {}
 
+    def fit_resumed(self) -> bool:
+        """Whether the last fit went on from an earlier process's checkpoint (its seconds then
+        cover only the rest). A trained detector's history says so; an ensemble asks its members."""
+        return False
+
     def companions(self) -> dict[str, "Detector"]:
         """Other fitted detectors a fit produced, by role (e.g. a distilled student's teacher)."""
         return {}

@@ -370,6 +370,9 @@ class EnsembleDetector(Detector):
                                  **{k: v for k, v in m.fit_report().items() if k != "trace"}}
                                 for i, m in enumerate(self.members_)]}
 
+    def fit_resumed(self) -> bool:
+        return any(m.fit_resumed() for m in self.members_)
+
     def companions(self) -> dict[str, Detector]:
         """Each fitted member (`member0-knn`), and what its fit produced beside it."""
         out: dict[str, Detector] = {}

@@ -145,6 +145,9 @@ class TorchDetector(Detector):
     def fit_report(self) -> dict:
         return self._fit_facts()
 
+    def fit_resumed(self) -> bool:
+        return any(h.get("from_checkpoint") for h in self.history_)
+
     def _state(self):
         return {f"{name}.{k}": v for name, m in self._modules().items() for k, v in m.state_dict().items()}
 

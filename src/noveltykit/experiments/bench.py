@@ -157,6 +157,7 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
         "test_tpr_at_threshold": float(flagged[is_novel].mean()),
         "fit_seconds": fit_seconds, "score_seconds": score_seconds,
         **({"fit_loaded_from_cache": loaded} if fit_cache is not None else {}),  # then fit_seconds is a load
+        "resumed": not loaded and detector.fit_resumed(),  # then fit_seconds are the rest's only
         "n_train": len(train_x), "n_val": len(val_x), "n_test": len(test_x),
         "n_test_novel": int(is_novel.sum()), "val_fraction": val_fraction,
         "device": device or "cpu",  # how it ran, not what it is: not among the params

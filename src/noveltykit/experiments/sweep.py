@@ -356,7 +356,7 @@ def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> d
     seconds = time.perf_counter() - t0
     report = detector.fit_report()
     history = report.get("history", [])
-    resumed = not loaded and _resumed(report)
+    resumed = not loaded and detector.fit_resumed()
     if curve and resumed:  # the monitor saw only the epochs this process trained
         curve = [None] * (len(history) - len(curve)) + curve
     record = {**expect, "params": point.params,
@@ -374,13 +374,6 @@ def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> d
     for folder in path.parent.glob(f"checkpoints/{path.stem}-*"):  # the trial is safe in its record
         remove_tree_inside(path.parent, folder)
     return record
-
-
-def _resumed(report: dict) -> bool:
-    """Whether a fit (its own epochs, or an ensemble member's) went on from an earlier process's
-    checkpoint."""
-    histories = [report.get("history") or []] + [m.get("history") or [] for m in report.get("member_fits", [])]
-    return any(h.get("from_checkpoint") for history in histories for h in history)
 
 
 def _run_serial(view: TrainOnly, cfg: SweepConfig, trials_dir: Path, progress: bool) -> None:
