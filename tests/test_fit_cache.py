@@ -109,6 +109,18 @@ def test_an_ensemble_loads_a_member_fitted_before(tmp_path, data, fits):
     np.testing.assert_array_equal(ens.members_[0].decision_function(test), alone.decision_function(test))
 
 
+def test_an_ensemble_is_resumed_only_by_a_member_it_fitted_itself(tmp_path, data, monkeypatch):
+    """A member the cache gave was resumed (or not) in another run: the ensemble's fit did not
+    go on from a checkpoint because of it."""
+    x, v, _ = data
+    monkeypatch.setattr(Detector, "fit_resumed", lambda self: True)  # as if every fit went on from one
+    ens = lambda: detectors.make("ensemble", members="knn/k=3+pca").configure(RunContext(fit_cache=tmp_path))  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert ens().fit(x, v).fit_resumed(), "its members were fitted here"
+        assert not ens().fit(x, v).fit_resumed(), "both members came from the cache"
+
+
 def test_a_sweeps_ensemble_trial_reuses_its_members_trials(tmp_path, fits):
     ds = make_blobs_dataset()
     cfg = SweepConfig(dataset="blobs", method="knn:k=3", grid={}, variants=["ensemble:members=knn/k=3+pca"],

@@ -312,6 +312,7 @@ class EnsembleDetector(Detector):
     # --- fit and score ---------------------------------------------------------------------------
     def _fit(self, x, x_val, y):
         members = [make(name, **params) for name, params in self.member_specs()]
+        self._loaded_members = set()  # fits the cache gave: their resuming was another run's
         for i, member in enumerate(members):
             member.configure(self._member_context(i, member))
             with warnings.catch_warnings():
@@ -320,6 +321,8 @@ class EnsembleDetector(Detector):
                 warnings.filterwarnings("ignore", message=MEMBER_THRESHOLD_WARNING)
                 # the run's fit cache may hold this very fit (e.g. a sweep's trial of the member)
                 members[i] = fit_cached(member, x, x_val, y=y if member.uses_labels else None)
+            if members[i] is not member:
+                self._loaded_members.add(i)
         self.members_ = members
         self.standardisation_ = [self._standardisation(i, m) for i, m in enumerate(members)]
 
@@ -371,7 +374,8 @@ class EnsembleDetector(Detector):
                                 for i, m in enumerate(self.members_)]}
 
     def fit_resumed(self) -> bool:
-        return any(m.fit_resumed() for m in self.members_)
+        loaded = getattr(self, "_loaded_members", set())
+        return any(m.fit_resumed() for i, m in enumerate(self.members_) if i not in loaded)
 
     def companions(self) -> dict[str, Detector]:
         """Each fitted member (`member0-knn`), and what its fit produced beside it."""
