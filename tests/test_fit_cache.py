@@ -183,14 +183,23 @@ def _run_while_held(lock, run, first_done):
     import time
 
     from noveltykit.fileio import file_lock
+    errors = []
+
+    def guarded():
+        try:
+            run()
+        except BaseException as exc:  # shown by the test, not lost in the thread
+            errors.append(exc)
     with file_lock(lock):
-        runner = threading.Thread(target=run)
+        runner = threading.Thread(target=guarded)
         runner.start()
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 60
         while not (seen := first_done()) and runner.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
     runner.join(timeout=120)
     assert not runner.is_alive()
+    if errors:
+        raise errors[0]
     return seen
 
 
@@ -204,6 +213,8 @@ def test_a_busy_fit_raises_inside_defer_busy_fits_and_is_fitted_once_free(tmp_pa
         fit_cached(det, x, v)
     assert fits == []
     assert fit_cached(det, x, v) is det and fits == ["knn"]
+    with file_lock(lock), defer_busy_fits():  # e.g. another process loading it: a saved fit is read all the same
+        assert fit_cached(_knn(tmp_path), x, v) is not det and fits == ["knn"]
 
 
 def test_a_sweep_trains_other_trials_while_a_fit_it_needs_is_busy(tmp_path, fits):

@@ -120,7 +120,8 @@ def _span(values) -> str:
 
 def _resumed(record: dict) -> bool:
     """A cell's `resumed` (its detector's `fit_resumed`: an ensemble's members too); a record
-    made before that field by its history's `from_checkpoint` marks."""
+    made before that field by its history's `from_checkpoint` marks (such an ensemble's cell,
+    whose histories are its members', counts as not resumed)."""
     if "resumed" in record:
         return bool(record["resumed"])
     return any(h.get("from_checkpoint") for h in record.get("history") or [])

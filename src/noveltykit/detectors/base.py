@@ -222,7 +222,8 @@ class Detector:
 
     def fit_resumed(self) -> bool:
         """Whether the last fit went on from an earlier process's checkpoint (its seconds then
-        cover only the rest). A trained detector's history says so; an ensemble asks its members."""
+        cover only the rest). A trained detector's history says so; an ensemble asks the members
+        it fitted itself (not those the fit cache gave)."""
         return False
 
     def companions(self) -> dict[str, "Detector"]:

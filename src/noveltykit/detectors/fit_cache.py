@@ -41,10 +41,11 @@ _DEFER = contextvars.ContextVar("defer_busy_fits", default=False)
 
 
 @contextmanager
-def defer_busy_fits():
+def defer_busy_fits(defer: bool = True):
     """Inside, `fit_cached` raises FitBusy at once for a fit another process is making, instead of
-    waiting for it (an ensemble's members too: members fitted before it stay in the cache)."""
-    token = _DEFER.set(True)
+    waiting for it (an ensemble's members too: members fitted before it stay in the cache);
+    `defer=False` waits again, whatever an outer block said."""
+    token = _DEFER.set(defer)
     try:
         yield
     finally:
@@ -99,6 +100,8 @@ def fit_cached(detector: Detector, x, x_val=None, y=None) -> Detector:
         detector.save(folder)
         return detector
 
+    if (ready := saved()) is not None:  # a saved model appears whole (`save`): no lock to read it
+        return ready
     folder.parent.mkdir(parents=True, exist_ok=True)
     state, fitted = run_once(folder.with_suffix(".lock"), saved, fit_and_keep, wait=not _DEFER.get())
     if state == BUSY:

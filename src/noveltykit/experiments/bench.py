@@ -6,7 +6,6 @@ several processes may share one `--out`.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import io
 import sys
@@ -290,7 +289,7 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
 
         # done: another process finished it meanwhile (or before this run)
         try:
-            with contextlib.nullcontext() if wait else defer_busy_fits():
+            with defer_busy_fits(not wait):
                 if run_once(store.lock_path(key), lambda: store.is_done(key), work, wait=wait)[0] == BUSY:
                     return False
         except FitBusy:

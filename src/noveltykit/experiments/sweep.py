@@ -20,7 +20,6 @@ before the run (by name, from `RULES`) and recorded with its docstring.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import hashlib
@@ -330,7 +329,7 @@ def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_
     benchmark's cell of the same class and seed) also gives None at once, not a wait."""
     path, expect = _trial_file(view, cfg, point, cls, trials_dir)
     try:
-        with contextlib.nullcontext() if wait else defer_busy_fits():
+        with defer_busy_fits(not wait):
             return run_once(path.with_suffix(".lock"), lambda: _read_trial(path, expect),
                             lambda: _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress),
                             wait=wait)[1]
