@@ -46,15 +46,15 @@ def _knn(cache=None, **params):
 def test_without_a_cache_it_is_a_plain_fit(data, fits):
     x, v, _ = data
     det = _knn()
-    assert fit_cached(det, x, v) is det and fits == ["knn"]
+    assert fit_cached(det, x, v) == (det, False) and fits == ["knn"]
 
 
 def test_the_same_fit_is_loaded_and_scores_alike(tmp_path, data, fits):
     x, v, test = data
     first = _knn(tmp_path)
-    assert fit_cached(first, x, v) is first and fits == ["knn"]
-    second = fit_cached(_knn(tmp_path), x, v)
-    assert second is not first and fits == ["knn"], "the second one was loaded, not fitted"
+    assert fit_cached(first, x, v) == (first, False) and fits == ["knn"]
+    second, loaded = fit_cached(_knn(tmp_path), x, v)
+    assert loaded and second is not first and fits == ["knn"], "the second one was loaded, not fitted"
     assert second.context.fit_cache == tmp_path
     np.testing.assert_array_equal(second.decision_function(test), first.decision_function(test))
     assert second.threshold_ == first.threshold_
@@ -75,17 +75,17 @@ def test_anything_else_is_a_miss(tmp_path, data, fits, change):
         x2 = x.astype(np.float32) / 127.5 - 1
         x2[0, 0, 0, 0] += 0.001
     assert fit_key(det, x2, v2) != fit_key(_knn(), x, v)
-    assert fit_cached(det, x2, v2) is det and fits == ["knn", "knn"]
+    assert fit_cached(det, x2, v2) == (det, False) and fits == ["knn", "knn"]
 
 
 def test_uint8_and_its_exact_float_scaling_are_one_key(tmp_path, data, fits):
     """What a sweep's trial gets (float) and a benchmark's cell (uint8) of the same images."""
     x, v, test = data
-    first = fit_cached(_knn(tmp_path), x, v)
+    first, _ = fit_cached(_knn(tmp_path), x, v)
     as_float = lambda a: torch.from_numpy(a).float() / 127.5 - 1  # noqa: E731
     assert fit_key(_knn(), as_float(x), as_float(v)) == fit_key(_knn(), x, v)
-    second = fit_cached(_knn(tmp_path), as_float(x), as_float(v))
-    assert second is not first and fits == ["knn"], "loaded, not fitted again"
+    second, loaded = fit_cached(_knn(tmp_path), as_float(x), as_float(v))
+    assert loaded and second is not first and fits == ["knn"], "loaded, not fitted again"
     np.testing.assert_array_equal(second.decision_function(test), first.decision_function(test))
 
 
@@ -105,6 +105,11 @@ def test_an_ensemble_loads_a_member_fitted_before(tmp_path, data, fits):
         warnings.simplefilter("ignore")
         ens.fit(x, v)
     assert fits == ["knn", "ensemble", "pca"], "the knn member came from the cache"
+    # so the record says the ensemble's fit time holds a load of it
+    assert [m["fit_loaded_from_cache"] for m in ens.fit_report()["member_fits"]] == [True, False]
+    ens.save(tmp_path / "ens")
+    assert "fit_loaded_from_cache" not in detectors.load(tmp_path / "ens").fit_report()["member_fits"][0], \
+        "a loaded ensemble does not know how its members were fitted"
     alone = _knn().fit(x, v)
     np.testing.assert_array_equal(ens.members_[0].decision_function(test), alone.decision_function(test))
 
@@ -212,9 +217,10 @@ def test_a_busy_fit_raises_inside_defer_busy_fits_and_is_fitted_once_free(tmp_pa
     with file_lock(lock), defer_busy_fits(), pytest.raises(FitBusy):
         fit_cached(det, x, v)
     assert fits == []
-    assert fit_cached(det, x, v) is det and fits == ["knn"]
+    assert fit_cached(det, x, v) == (det, False) and fits == ["knn"]
     with file_lock(lock), defer_busy_fits():  # e.g. another process loading it: a saved fit is read all the same
-        assert fit_cached(_knn(tmp_path), x, v) is not det and fits == ["knn"]
+        loaded_det, loaded = fit_cached(_knn(tmp_path), x, v)
+        assert loaded and loaded_det is not det and fits == ["knn"]
 
 
 def test_a_sweep_trains_other_trials_while_a_fit_it_needs_is_busy(tmp_path, fits):

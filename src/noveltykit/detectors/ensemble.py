@@ -320,8 +320,8 @@ class EnsembleDetector(Detector):
                 # about the ensemble's threshold, once, not about each member's
                 warnings.filterwarnings("ignore", message=MEMBER_THRESHOLD_WARNING)
                 # the run's fit cache may hold this very fit (e.g. a sweep's trial of the member)
-                members[i] = fit_cached(member, x, x_val, y=y if member.uses_labels else None)
-            if members[i] is not member:
+                members[i], loaded = fit_cached(member, x, x_val, y=y if member.uses_labels else None)
+            if loaded:
                 self._loaded_members.add(i)
         self.members_ = members
         self.standardisation_ = [self._standardisation(i, m) for i, m in enumerate(members)]
@@ -368,8 +368,12 @@ class EnsembleDetector(Detector):
     def fit_report(self) -> dict:
         """Each member's standardisation and fit report, less a per-step `trace` (a GAN's:
         thousands of numbers a cell, which a benchmark keeps out of results.json; the member's
-        epoch history stays)."""
+        epoch history stays). After a fit in this process, also whether the fit cache gave each
+        member: the ensemble's fit time then holds only a load of it (e.g. a fit retried after a
+        busy member was deferred loads the members the first try made)."""
+        loaded = getattr(self, "_loaded_members", None)  # None: this ensemble was loaded whole
         return {"member_fits": [{"member": i, "detector": m.name, **self.standardisation_[i],
+                                 **({} if loaded is None else {"fit_loaded_from_cache": i in loaded}),
                                  **{k: v for k, v in m.fit_report().items() if k != "trace"}}
                                 for i, m in enumerate(self.members_)]}
 

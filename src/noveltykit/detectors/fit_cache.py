@@ -25,7 +25,7 @@ import torch
 
 from .. import __version__
 from ..features.store import exact_uint8
-from ..fileio import BUSY, run_once
+from ..fileio import BUSY, DONE, run_once
 from .base import Detector, as_image_tensor, fingerprint
 from .registry import ModelFileError, load
 
@@ -78,13 +78,14 @@ def fit_key(detector: Detector, x, x_val=None, y=None) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def fit_cached(detector: Detector, x, x_val=None, y=None) -> Detector:
+def fit_cached(detector: Detector, x, x_val=None, y=None) -> tuple[Detector, bool]:
     """`detector.fit(x, x_val, y=y)`, or the same fit loaded from the context's `fit_cache` (then
-    configured with the detector's context). Returns the fitted detector: a loaded one is another
-    object, so callers use what this returns."""
+    configured with the detector's context). Returns the fitted detector, which callers use from
+    then on (a loaded one is another object), and whether it was loaded (then the time spent was a
+    load, and the fit's resuming was another run's)."""
     cache = detector.context.fit_cache
     if cache is None:
-        return detector.fit(x, x_val, y=y)
+        return detector.fit(x, x_val, y=y), False
     folder = Path(cache) / f"{detector.name}-{fit_key(detector, x, x_val, y)}"
 
     def saved():
@@ -101,10 +102,10 @@ def fit_cached(detector: Detector, x, x_val=None, y=None) -> Detector:
         return detector
 
     if (ready := saved()) is not None:  # a saved model appears whole (`save`): no lock to read it
-        return ready
+        return ready, True
     folder.parent.mkdir(parents=True, exist_ok=True)
     state, fitted = run_once(folder.with_suffix(".lock"), saved, fit_and_keep, wait=not _DEFER.get())
     if state == BUSY:
         raise FitBusy(f"{folder.name} is being fitted by another process")
-    return fitted
+    return fitted, state == DONE
 

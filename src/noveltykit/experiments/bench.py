@@ -139,8 +139,7 @@ def run_cell(ds: ImageDataset, protocol: str, cls: int, seed: int, spec: MethodS
         teacher_cache=teacher_cache, feature_store=features, monitor=monitor, fit_cache=fit_cache))
     t0 = time.perf_counter()
     # the class labels of the normal training images (one class under one-vs-rest), never a novel one
-    fitted = fit_cached(detector, train_x, val_x, y=ds.normal_labels(split.train_idx))
-    loaded, detector = fitted is not detector, fitted
+    detector, loaded = fit_cached(detector, train_x, val_x, y=ds.normal_labels(split.train_idx))
     fit_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     scores = detector.decision_function(test_x)

@@ -350,8 +350,7 @@ def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> d
                                   monitor=monitor, fit_cache=cfg.fit_cache and Path(cfg.fit_cache),
                                   checkpoint_dir=checkpoints, resume=True))
     t0 = time.perf_counter()
-    fitted = fit_cached(detector, x, v)
-    loaded, detector = fitted is not detector, fitted
+    detector, loaded = fit_cached(detector, x, v)
     seconds = time.perf_counter() - t0
     report = detector.fit_report()
     history = report.get("history", [])
