@@ -9,7 +9,8 @@ import pytest
 import plugin_detectors  # noqa: F401 (registers logged-knn, raising-knn, dying-knn here)
 from conftest import make_blobs_dataset
 from noveltykit.experiments.bench import BenchConfig, BenchFailed, run_benchmark
-from noveltykit.experiments.executors import ExecutorConfig, import_ray
+from noveltykit.experiments.executors import DEFERRED, ExecutorConfig, import_ray, run_each
+from test_fit_cache import _entry_of_class_0, _run_while_held
 
 # not imported here: noveltykit imports Ray itself, after asking it for a loopback-only node
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")
@@ -81,6 +82,42 @@ def test_a_killed_serial_sweep_resumes_on_ray_with_only_the_rest(local_ray, tmp_
     assert len(log.read_text().split()) == 1
     records = bench(tmp_path / "out", [spec], RAY)
     assert len(records) == 3 and len(log.read_text().split()) == 3, "class 0 was not fitted again"
+
+
+def deferring(item, *, wait, log):
+    """Item 0 needs what another process holds until it is asked to wait for it."""
+    with open(log, "a") as f:
+        f.write(f"{item}:{wait}\n")
+    return DEFERRED if item == 0 and not wait else item * 10
+
+
+@pytest.mark.parametrize("kind", ["serial", "ray"])
+def test_a_deferred_item_runs_again_waiting_once_the_others_are_done(request, tmp_path, kind):
+    if kind == "ray":
+        request.getfixturevalue("local_ray")
+    done, log = [], tmp_path / "calls.log"
+    run_each(deferring, range(4), ExecutorConfig(kind), lambda item, result: done.append((item, result)), log=str(log))
+    assert done[-1] == (0, 0) and sorted(done) == [(0, 0), (1, 10), (2, 20), (3, 30)]
+    assert sorted(log.read_text().split()) == ["0:False", "0:True", "1:False", "2:False", "3:False"]
+
+
+def test_ray_runs_other_cells_while_a_fit_it_needs_is_busy(local_ray, tmp_path):
+    """A Ray worker does not sit on a fit another process is making: the cell is deferred, and
+    run once the other cells are done. One cell at a time (2 CPUs a cell), so a worker that sat on
+    it would hold up every other cell."""
+    from noveltykit.experiments.cellstore import CellStore
+    ds = make_blobs_dataset()
+    entry = _entry_of_class_0(tmp_path, ds)  # the fit class 0's cell needs, in a shared cache
+    out = tmp_path / "bench"
+    cfg = BenchConfig(dataset="blobs", methods=["knn:k=3"], classes=[0, 1, 2], out=str(out), plots=False,
+                      fit_cache=str(tmp_path / "fits"), executor=ExecutorConfig("ray", retries=1, cpus_per_cell=2))
+    cell_classes = lambda: sorted(json.loads(p.read_text())["class"] for p in (out / "cells").glob("*.json"))  # noqa: E731
+    results = []
+    seen = _run_while_held(tmp_path / "fits" / f"{entry}.lock",
+                           lambda: results.extend(run_benchmark(cfg, dataset=ds, progress=False)), cell_classes)
+    assert seen and 0 not in seen, "other cells ran while class 0's fit was busy"
+    assert sorted(r["class"] for r in results) == [0, 1, 2]
+    assert CellStore(out).failures() == [], "the busy fit was deferred, not filed as a failure"
 
 
 def test_ray_missing_is_a_clear_message_before_any_work(monkeypatch, tmp_path):

@@ -33,7 +33,7 @@ from ..detectors.specs import MethodSpec
 from ..features.store import dataset_feature_store
 from ..fileio import BUSY, DONE, atomic_write_bytes, atomic_write_json, remove_tree_inside, run_once, safe_name
 from .cellstore import EXPERIMENT_FIELDS, CellStore, cell_id, cell_key, load_results  # noqa: F401 (API)
-from .executors import ExecutorConfig, run_each
+from .executors import DEFERRED, ExecutorConfig, busy_last, run_each
 from .provenance import git_commit, machine, package_versions, peak_rss_gib
 from .tracking import summary_writer, write_cell_events
 
@@ -270,10 +270,12 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
     ran = 0
     bar = tqdm(total=len(todo), desc=f"{ds.name} {cfg.protocol}", unit="cell", disable=not progress)
 
-    def attempt(cell, wait: bool) -> bool:
-        """Run `cell` unless it is done; False when another process holds it, or a fit of it in
+    def attempt(cell, wait: bool) -> str | None:
+        """Run `cell` unless it is done; DEFERRED when another process holds it, or a fit of it in
         the shared fit cache (and wait=False)."""
         key = _id(ds, cfg, cell)
+        if wait:
+            bar.set_postfix_str(f"waiting for another process: class {cell[0]} seed {cell[1]} {cell[2].label}")
 
         def work():
             nonlocal ran
@@ -286,23 +288,16 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
                 tqdm.write(f"cell failed: class {record['class_name']} seed {record['seed']} "
                            f"{record['method']}: {record['error_type']}: {record['error']}", file=sys.stderr)
 
-        # done: another process finished it meanwhile (or before this run)
-        try:
-            with defer_busy_fits(not wait):
-                if run_once(store.lock_path(key), lambda: store.is_done(key), work, wait=wait)[0] == BUSY:
-                    return False
-        except FitBusy:
-            return False
+        if _claim(store, key, work, wait)[0] == BUSY:  # DONE: another process finished it (or before this run)
+            return DEFERRED
         bar.update(1)
-        return True
+        return None
 
     if cfg.executor.kind == "serial":
         # Cells another process is running are left for last, then waited for: if that process
         # dies, its lock goes with it and the cell runs here.
-        busy = [cell for cell in todo if not attempt(cell, wait=False)]
-        for cell in busy:
-            bar.set_postfix_str(f"waiting for another process: class {cell[0]} seed {cell[1]} {cell[2].label}")
-            attempt(cell, wait=True)
+        for _ in busy_last(attempt, todo):
+            pass
     else:
         def on_done(cell, result):
             nonlocal ran
@@ -336,16 +331,29 @@ def _id(ds: ImageDataset, cfg: BenchConfig, cell) -> str:
     return cell_id(ds.name, cfg.protocol, cls, seed, spec.label)
 
 
-def _cell_task(cell, *, ds, cfg: BenchConfig, experiment: dict, provenance: dict, teachers: Path | None):
+def _cell_task(cell, *, wait: bool, ds, cfg: BenchConfig, experiment: dict, provenance: dict,
+               teachers: Path | None):
     """One cell in an executor's worker: claim it (another process may be running it), run and
-    file it. Returns its failure record, or None."""
+    file it. Returns its failure record, or None; DEFERRED when another process holds the cell or
+    a fit it needs from the shared fit cache, and wait=False."""
     import_modules(cfg.imports)
     store = CellStore(cfg.out)
     key = _id(ds, cfg, cell)
-    status, failure = run_once(store.lock_path(key), lambda: store.is_done(key),
-                               lambda: _run_and_file(ds, cfg, cell, store, experiment, provenance, teachers,
-                                                     progress=False))
+    status, failure = _claim(store, key, lambda: _run_and_file(ds, cfg, cell, store, experiment, provenance,
+                                                               teachers, progress=False), wait)
+    if status == BUSY:
+        return DEFERRED
     return None if status == DONE or failure is None else failure[0]
+
+
+def _claim(store: CellStore, key: str, work, wait: bool) -> tuple[str, object]:
+    """`run_once` on the cell's lock. (BUSY, None) when another process holds the cell, or, with
+    wait=False, a fit it needs from the shared fit cache (not a failure: the cell is run later)."""
+    try:
+        with defer_busy_fits(not wait):
+            return run_once(store.lock_path(key), lambda: store.is_done(key), work, wait=wait)
+    except FitBusy:
+        return BUSY, None
 
 
 def _failure_record(ds, cfg: BenchConfig, cell, exc: BaseException, provenance: dict, tb: str) -> dict:

@@ -112,22 +112,48 @@ def _with_threads(fn: Callable, threads: int) -> Callable:
     return run
 
 
+# What a task returns when another process holds what it needs now (its cell, or a fit in a shared
+# fit cache) and it was asked not to wait: it is run again, waiting, once the other items are done.
+DEFERRED = "deferred"
+
+
+def deferred(result) -> bool:
+    return isinstance(result, str) and result == DEFERRED  # a string: it comes back from Ray as a copy
+
+
+def busy_last(attempt: Callable[[Any, bool], Any], items: Iterable) -> Iterator[tuple[Any, Any]]:
+    """(item, attempt(item, wait=False)) for every item, in order; an item it defers comes last, as
+    (item, attempt(item, wait=True)). So a runner sharing its folder or fit cache with another
+    process does all its other work before it waits for that process."""
+    later = []
+    for item in items:
+        result = attempt(item, False)
+        if deferred(result):
+            later.append(item)
+        else:
+            yield item, result
+    for item in later:
+        yield item, attempt(item, True)
+
+
 def run_each(fn: Callable, items: Iterable, ex: ExecutorConfig, on_done: Callable[[Any, Any], None],
              **shared) -> None:
-    """fn(item, **shared) for every item, on the executor; on_done(item, result) in this process as
-    each finishes. Under Ray, `shared` values are put in the object store once (a dataset is not
-    copied per task), and `result` is the exception when a task could not finish (its worker died
-    `retries` + 1 times, or Ray failed it)."""
-    items = list(items)
+    """fn(item, wait=..., **shared) for every item, on the executor; on_done(item, result) in this
+    process as each finishes. Each item runs first with wait=False; the items it returns DEFERRED
+    for run again with wait=True once no other item is left (under Ray, all of them at once).
+    Under Ray, `shared` values are put in the object store once (a dataset is not copied per task),
+    and `result` is the exception when a task could not finish (its worker died `retries` + 1
+    times, or Ray failed it)."""
     if ex.kind == "serial":
-        for item in items:
-            on_done(item, fn(item, **shared))
+        for item, result in busy_last(lambda item, wait: fn(item, wait=wait, **shared), items):
+            on_done(item, result)
         return
     with ray_session(ex) as ray:
         task = ray.remote(num_cpus=ex.cpus_per_cell, num_gpus=ex.gpus_per_cell, max_retries=ex.retries,
                           retry_exceptions=False)(_with_threads(fn, ex.cpus_per_cell))
         refs = {name: ray.put(value) for name, value in shared.items()}
-        pending = {task.remote(item, **refs): item for item in items}
+        pending = {task.remote(item, wait=False, **refs): item for item in items}
+        later = []
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
@@ -136,4 +162,9 @@ def run_each(fn: Callable, items: Iterable, ex: ExecutorConfig, on_done: Callabl
                     result = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a dead worker or a Ray failure: the caller files it
                     result = exc
-                on_done(item, result)
+                if deferred(result):
+                    later.append(item)
+                else:
+                    on_done(item, result)
+            if not pending and later:  # nothing else to do: now wait for what the others hold
+                pending, later = {task.remote(item, wait=True, **refs): item for item in later}, []

@@ -43,7 +43,7 @@ from ..detectors.specs import MethodSpec, parse_value
 from ..fileio import atomic_write_bytes, atomic_write_json, remove_tree_inside, run_once
 from . import provenance
 from .bench import resolve_classes
-from .executors import EXECUTORS, RAY_INSTALL, ExecutorConfig, ray_session
+from .executors import DEFERRED, EXECUTORS, RAY_INSTALL, ExecutorConfig, busy_last, ray_session
 
 SPLIT_NOTE = "dev (normal validation vs other classes' training images; no test image read)"
 # What makes two sweeps the same experiment: an OUT written by another refuses to be reused.
@@ -374,24 +374,33 @@ def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> d
     return record
 
 
+def _trial_or_deferred(view, cfg, point, cls, trials_dir, split, progress, wait):
+    record = run_trial(view, cfg, point, cls, trials_dir, split, progress=progress, wait=wait)
+    return DEFERRED if record is None else record
+
+
 def _run_serial(view: TrainOnly, cfg: SweepConfig, trials_dir: Path, progress: bool) -> None:
     """Every trial, class by class; trials another process holds are left for last and waited for
     (two `noveltykit sweep` processes on one OUT share its trials)."""
     from tqdm.auto import tqdm
 
-    busy = []
+    splits = {}  # class by class: one dev split in memory at a time, made only if a trial needs it
+
+    def split_of(cls):
+        if cls not in splits:
+            splits.clear()
+            splits[cls] = functools.cache(lambda: dev_split(view, cls, cfg.seed, cfg.n_novel))
+        return splits[cls]
+
     with tqdm(total=len(cfg.points) * len(cfg.classes), desc="sweep trials", disable=not progress) as bar:
-        for cls in cfg.classes:  # class by class: one dev split in memory at a time, made only if needed
-            split = functools.cache(lambda cls=cls: dev_split(view, cls, cfg.seed, cfg.n_novel))
-            for point in cfg.points:
-                bar.set_postfix_str(f"class {cls} {point.label}")
-                if run_trial(view, cfg, point, cls, trials_dir, split, progress=progress, wait=False) is None:
-                    busy.append((point, cls))
-                    continue
-                bar.update()
-        for point, cls in busy:
-            bar.set_postfix_str(f"waiting for another process: class {cls} {point.label}")
-            run_trial(view, cfg, point, cls, trials_dir, progress=progress)
+        def attempt(item, wait):
+            point, cls = item
+            bar.set_postfix_str(f"{'waiting for another process: ' if wait else ''}class {cls} {point.label}")
+            # a deferred trial, run last, makes its class's split again
+            return _trial_or_deferred(view, cfg, point, cls, trials_dir, None if wait else split_of(cls),
+                                      progress, wait)
+
+        for _ in busy_last(attempt, [(point, cls) for cls in cfg.classes for point in cfg.points]):
             bar.update()
 
 
@@ -405,7 +414,11 @@ def _ray_trainable(config, view, cfg, trials_dir):
 
     torch.set_num_threads(cfg.cpus_per_trial)
     point = cfg.points[config["point"]]
-    aurocs = [run_trial(view, cfg, point, cls, Path(trials_dir))["dev_auroc_last"] for cls in cfg.classes]
+
+    def attempt(cls, wait):  # classes another process holds (a trial, or a fit in the fit cache) come last
+        return _trial_or_deferred(view, cfg, point, cls, Path(trials_dir), None, False, wait)
+
+    aurocs = [record["dev_auroc_last"] for _, record in busy_last(attempt, cfg.classes)]
     tune.report({"mean_dev_auroc": sum(aurocs) / len(aurocs)})
 
 
