@@ -1,5 +1,6 @@
 import copy
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -169,6 +170,24 @@ def test_teacher_cache_trains_one_teacher_per_data(tmp_path, monkeypatch):
     np.testing.assert_allclose(a.teacher_.decision_function(x), b.teacher_.decision_function(x), rtol=1e-6)
     detectors.make("kdgan", **kw).configure(ctx).fit(x[:20], v)  # other images: another teacher
     assert fits == [2, 2]
+
+
+def test_a_teacher_another_process_is_training_defers_a_student_that_asks(tmp_path):
+    """Inside `defer_busy_fits` (a benchmark or sweep with other work to do) a student whose
+    teacher is held by another process raises FitBusy at once; once free it trains it."""
+    from noveltykit.detectors.fit_cache import FitBusy, defer_busy_fits
+    from noveltykit.fileio import file_lock
+    x, v = _data()
+    kw = {"width": 1, "epochs": 1, "batch_size": 32, "teacher_budget": "quick", "teacher_width": 2}
+    student = lambda: detectors.make("kdgan", **kw).configure(RunContext(teacher_cache=tmp_path))  # noqa: E731
+    student().fit(x, v)
+    (teacher,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    shutil.rmtree(teacher)  # as if another process were training it now
+    with file_lock(tmp_path / f".{teacher.name}.lock"), defer_busy_fits(), pytest.raises(FitBusy, match="teacher"):
+        student().fit(x, v)
+    assert not teacher.exists()
+    student().fit(x, v)
+    assert teacher.is_dir(), "trained once the lock was free"
 
 
 def test_teacher_from_a_saved_detector(tmp_path):

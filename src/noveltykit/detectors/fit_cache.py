@@ -19,6 +19,7 @@ import hashlib
 import json
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from .base import Detector, as_image_tensor, fingerprint
 from .registry import ModelFileError, load
 
 
+T = TypeVar("T")
 CHUNK_IMAGES = 256  # float images are checked for uint8 levels this many at a time
 
 
@@ -104,8 +106,16 @@ def fit_cached(detector: Detector, x, x_val=None, y=None) -> tuple[Detector, boo
     if (ready := saved()) is not None:  # a saved model appears whole (`save`): no lock to read it
         return ready, True
     folder.parent.mkdir(parents=True, exist_ok=True)
-    state, fitted = run_once(folder.with_suffix(".lock"), saved, fit_and_keep, wait=not _DEFER.get())
-    if state == BUSY:
-        raise FitBusy(f"{folder.name} is being fitted by another process")
+    state, fitted = fit_once(folder.with_suffix(".lock"), saved, fit_and_keep, folder.name)
     return fitted, state == DONE
+
+
+def fit_once(lock: Path, saved: Callable[[], T | None], fit: Callable[[], T], what: str) -> tuple[str, T]:
+    """`run_once` for a fit that processes share (a fit cache's entry, a student's teacher): the
+    saved one (DONE) or one fitted here (RAN). Another process's fit in progress is waited for,
+    or, inside `defer_busy_fits()`, raises FitBusy at once."""
+    state, result = run_once(lock, saved, fit, wait=not _DEFER.get())
+    if state == BUSY:
+        raise FitBusy(f"{what} is being fitted by another process")
+    return state, result
 

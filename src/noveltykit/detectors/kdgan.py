@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from ..distill.distillation import PLAN_NAMES, DistillConfig, parse_structure, train_distill
-from ..fileio import remove_tree_inside, run_once
+from ..fileio import remove_tree_inside
 from .base import CONFIG_FILE
 from .context import RunContext
 from .ede_gan import EDEGANDetector, _GANDetector, fingerprint, teacher_key
+from .fit_cache import fit_once
 from .registry import load, read_config, register
 from .specs import MethodSpec
 
@@ -84,10 +85,11 @@ class KDGANDetector(_GANDetector):
             remove_tree_inside(cache, cache / f".{key}.checkpoints")
             return teacher
 
-        # One trainer per teacher: a student in another process waits, then loads what it saved.
-        return run_once(cache / f".{key}.lock",
+        # One trainer per teacher: a student in another process waits, then loads what it saved
+        # (or, inside `defer_busy_fits`, is deferred by its runner: FitBusy)
+        return fit_once(cache / f".{key}.lock",
                         lambda: load(cache / key) if (cache / key / CONFIG_FILE).is_file() else None,
-                        train_and_file)[1]
+                        train_and_file, f"the teacher {key}")[1]
 
     def _fit_teacher(self, teacher: EDEGANDetector, x, x_val, checkpoints: Path | None) -> EDEGANDetector:
         """Fit `teacher` where the student runs, checkpointed (and resumed) in `checkpoints`."""
