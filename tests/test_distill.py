@@ -14,6 +14,7 @@ from noveltykit.nets.dcgan import Generator, GeneratorOutput
 from noveltykit.train.gan import GANConfig, build_networks, train_gan
 from noveltykit.detectors.ede_gan import EDEGANDetector
 
+from busy_helpers import returns_within
 from conftest import template_images
 
 
@@ -183,8 +184,11 @@ def test_a_teacher_another_process_is_training_defers_a_student_that_asks(tmp_pa
     student().fit(x, v)
     (teacher,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
     shutil.rmtree(teacher)  # as if another process were training it now
-    with file_lock(tmp_path / f".{teacher.name}.lock"), defer_busy_fits(), pytest.raises(FitBusy, match="teacher"):
-        student().fit(x, v)
+    def deferring_fit():
+        with defer_busy_fits():
+            return student().fit(x, v)
+    with file_lock(tmp_path / f".{teacher.name}.lock"), pytest.raises(FitBusy, match="teacher"):
+        returns_within(deferring_fit)
     assert not teacher.exists()
     student().fit(x, v)
     assert teacher.is_dir(), "trained once the lock was free"

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import plugin_detectors  # noqa: F401 (registers logged-knn, raising-knn, dying-knn here)
+from busy_helpers import fit_cache_entry_of_class_0, run_while_held
 from conftest import make_blobs_dataset
 from noveltykit.experiments.bench import BenchConfig, BenchFailed, run_benchmark
 from noveltykit.experiments.executors import DEFERRED, ExecutorConfig, import_ray, run_each
-from test_fit_cache import _entry_of_class_0, _run_while_held
 
 # not imported here: noveltykit imports Ray itself, after asking it for a loopback-only node
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the ray extra is not installed")
@@ -107,13 +107,13 @@ def test_ray_runs_other_cells_while_a_fit_it_needs_is_busy(local_ray, tmp_path):
     it would hold up every other cell."""
     from noveltykit.experiments.cellstore import CellStore
     ds = make_blobs_dataset()
-    entry = _entry_of_class_0(tmp_path, ds)  # the fit class 0's cell needs, in a shared cache
+    entry = fit_cache_entry_of_class_0(tmp_path, ds)  # the fit class 0's cell needs, in a shared cache
     out = tmp_path / "bench"
     cfg = BenchConfig(dataset="blobs", methods=["knn:k=3"], classes=[0, 1, 2], out=str(out), plots=False,
                       fit_cache=str(tmp_path / "fits"), executor=ExecutorConfig("ray", retries=1, cpus_per_cell=2))
     cell_classes = lambda: sorted(json.loads(p.read_text())["class"] for p in (out / "cells").glob("*.json"))  # noqa: E731
     results = []
-    seen = _run_while_held(tmp_path / "fits" / f"{entry}.lock",
+    seen = run_while_held(tmp_path / "fits" / f"{entry}.lock",
                            lambda: results.extend(run_benchmark(cfg, dataset=ds, progress=False)), cell_classes)
     assert seen and 0 not in seen, "other cells ran while class 0's fit was busy"
     assert sorted(r["class"] for r in results) == [0, 1, 2]

@@ -17,6 +17,7 @@ from noveltykit.detectors.context import RunContext
 from noveltykit.detectors.fit_cache import fit_cached, fit_key
 from noveltykit.experiments.sweep import SweepConfig, TrainOnly, run_sweep
 
+from busy_helpers import fit_cache_entry_of_class_0, returns_within, run_while_held
 from conftest import make_blobs_dataset
 
 
@@ -173,54 +174,21 @@ def test_images_are_hashed_chunk_by_chunk_as_the_whole_array(data, monkeypatch):
 
 # --- a fit another process is making: a runner with other work defers it -----------------------
 
-def _entry_of_class_0(tmp_path, ds) -> str:
-    """The fit-cache entry of knn:k=3's class-0 trial (a benchmark's class-0 cell shares it)."""
-    cache = tmp_path / "learn"
-    run_sweep(SweepConfig(dataset="blobs", method="knn", grid={"k": ["3"]}, classes=[0], out=str(tmp_path / "s0"),
-                          image_size=8, fit_cache=str(cache)), TrainOnly(ds), progress=False)
-    (entry,) = [p.name for p in cache.iterdir() if p.is_dir()]
-    return entry
-
-
-def _run_while_held(lock, run, first_done):
-    """Run `run()` in a thread while this test holds `lock` (as another process making that fit
-    would); returns what `first_done()` saw once the runner had finished its other work."""
-    import threading
-    import time
-
-    from noveltykit.fileio import file_lock
-    errors = []
-
-    def guarded():
-        try:
-            run()
-        except BaseException as exc:  # shown by the test, not lost in the thread
-            errors.append(exc)
-    with file_lock(lock):
-        runner = threading.Thread(target=guarded)
-        runner.start()
-        deadline = time.monotonic() + 60
-        while not (seen := first_done()) and runner.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    runner.join(timeout=120)
-    assert not runner.is_alive()
-    if errors:
-        raise errors[0]
-    return seen
-
-
 def test_a_busy_fit_raises_inside_defer_busy_fits_and_is_fitted_once_free(tmp_path, data, fits):
     from noveltykit.detectors.fit_cache import FitBusy, defer_busy_fits
     from noveltykit.fileio import file_lock
     x, v, _ = data
     det = _knn(tmp_path)
     lock = tmp_path / f"knn-{fit_key(det, x, v)}.lock"
-    with file_lock(lock), defer_busy_fits(), pytest.raises(FitBusy):
-        fit_cached(det, x, v)
+    def deferring_fit():
+        with defer_busy_fits():
+            return fit_cached(det, x, v)
+    with file_lock(lock), pytest.raises(FitBusy):
+        returns_within(deferring_fit)
     assert fits == []
     assert fit_cached(det, x, v) == (det, False) and fits == ["knn"]
-    with file_lock(lock), defer_busy_fits():  # e.g. another process loading it: a saved fit is read all the same
-        loaded_det, loaded = fit_cached(_knn(tmp_path), x, v)
+    with file_lock(lock):  # e.g. another process loading it: a saved fit is read all the same, no wait
+        loaded_det, loaded = returns_within(lambda: fit_cached(_knn(tmp_path), x, v))
         assert loaded and loaded_det is not det and fits == ["knn"]
 
 
@@ -228,12 +196,12 @@ def test_a_busy_fit_raises_inside_defer_busy_fits_and_is_fitted_once_free(tmp_pa
     importlib.util.find_spec("ray") is None, reason="the ray extra is not installed"))])
 def test_a_sweep_trains_other_trials_while_a_fit_it_needs_is_busy(tmp_path, fits, executor):
     ds = make_blobs_dataset()
-    entry = _entry_of_class_0(tmp_path, ds)
+    entry = fit_cache_entry_of_class_0(tmp_path, ds)
     cache, trials = tmp_path / "fits", tmp_path / "sweep" / "trials"
     cfg = SweepConfig(dataset="blobs", method="knn", grid={"k": ["3"]}, classes=[0, 1], out=str(tmp_path / "sweep"),
                       image_size=8, fit_cache=str(cache), executor=executor)
     trial_classes = lambda: sorted(json.loads(p.read_text())["class"] for p in trials.glob("*.json"))  # noqa: E731
-    seen = _run_while_held(cache / f"{entry}.lock", lambda: run_sweep(cfg, TrainOnly(ds), progress=False),
+    seen = run_while_held(cache / f"{entry}.lock", lambda: run_sweep(cfg, TrainOnly(ds), progress=False),
                            trial_classes)
     assert seen == [1], "class 1's trial ran while class 0's fit was busy"
     assert trial_classes() == [0, 1] and len([d for d in cache.iterdir() if d.is_dir()]) == 2
@@ -245,13 +213,13 @@ def test_a_benchmark_runs_other_cells_while_a_fit_it_needs_is_busy(tmp_path, fit
     from noveltykit.experiments.bench import BenchConfig, run_benchmark
     from noveltykit.experiments.cellstore import CellStore
     ds = make_blobs_dataset()
-    entry = _entry_of_class_0(tmp_path, ds)
+    entry = fit_cache_entry_of_class_0(tmp_path, ds)
     cache, out = tmp_path / "fits", tmp_path / "bench"
     cfg = BenchConfig(dataset="blobs", methods=["knn:k=3"], classes=[0, 1], out=str(out), plots=False,
                       fit_cache=str(cache))
     results = []
     cell_classes = lambda: sorted(json.loads(p.read_text())["class"] for p in (out / "cells").glob("*.json"))  # noqa: E731
-    seen = _run_while_held(cache / f"{entry}.lock",
+    seen = run_while_held(cache / f"{entry}.lock",
                            lambda: results.extend(run_benchmark(cfg, dataset=ds, progress=False)), cell_classes)
     assert seen == [1], "class 1's cell ran while class 0's fit was busy"
     assert sorted(r["class"] for r in results) == [0, 1]

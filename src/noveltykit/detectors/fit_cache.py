@@ -9,8 +9,9 @@ contract: a detector fits uint8 images as that scaling), so a benchmark's uint8 
 float trial of the same class and seed share one entry. Labels enter the key only for a detector
 with `uses_labels` (the others ignore them). Processes sharing the folder fit each key once
 (`fileio.run_once`); a saved model is a model folder like any other. A runner with other work to
-do asks, inside `defer_busy_fits()`, not to wait for a fit another process is making: FitBusy
-tells it to come back later (a sweep beside a benchmark then trains its other trials meanwhile).
+do asks, inside `defer_busy_fits()`, not to wait for a fit another process is making (an entry
+here, or a `kdgan` student's teacher: `fit_once`): FitBusy tells it to come back later (a sweep
+beside a benchmark then trains its other trials meanwhile). `claim` is such a runner's side.
 """
 from __future__ import annotations
 
@@ -44,8 +45,9 @@ _DEFER = contextvars.ContextVar("defer_busy_fits", default=False)
 
 @contextmanager
 def defer_busy_fits(defer: bool = True):
-    """Inside, `fit_cached` raises FitBusy at once for a fit another process is making, instead of
-    waiting for it (an ensemble's members too: members fitted before it stay in the cache);
+    """Inside, `fit_once` (`fit_cached`, a student's teacher) raises FitBusy at once for a fit
+    another process is making, instead of waiting for it (an ensemble's members too: members
+    fitted before it stay in the cache);
     `defer=False` waits again, whatever an outer block said."""
     token = _DEFER.set(defer)
     try:
@@ -118,4 +120,15 @@ def fit_once(lock: Path, saved: Callable[[], T | None], fit: Callable[[], T], wh
     if state == BUSY:
         raise FitBusy(f"{what} is being fitted by another process")
     return state, result
+
+
+def claim(lock: Path, finished: Callable[[], T | None], work: Callable[[], T], wait: bool) -> tuple[str, T | None]:
+    """`run_once` for a runner's unit of work (a benchmark cell, a sweep trial) whose fit may need
+    fits that other processes make. With wait=False, (BUSY, None) when another process holds the
+    unit or a fit it needs (not a failure: the runner comes back to it); wait=True waits for both."""
+    try:
+        with defer_busy_fits(not wait):
+            return run_once(lock, finished, work, wait=wait)
+    except FitBusy:
+        return BUSY, None
 

@@ -28,10 +28,10 @@ from ..data.images import ImageDataset
 from ..data.protocols import PROTOCOLS, make_split
 from ..detectors import make
 from ..detectors.context import RunContext
-from ..detectors.fit_cache import FitBusy, defer_busy_fits, fit_cached
+from ..detectors.fit_cache import FitBusy, claim, fit_cached
 from ..detectors.specs import MethodSpec
 from ..features.store import dataset_feature_store
-from ..fileio import BUSY, DONE, atomic_write_bytes, atomic_write_json, remove_tree_inside, run_once, safe_name
+from ..fileio import BUSY, DONE, atomic_write_bytes, atomic_write_json, remove_tree_inside, safe_name
 from .cellstore import EXPERIMENT_FIELDS, CellStore, cell_id, cell_key, load_results  # noqa: F401 (API)
 from .executors import DEFERRED, ExecutorConfig, busy_last, run_each
 from .provenance import git_commit, machine, package_versions, peak_rss_gib
@@ -271,8 +271,8 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
     bar = tqdm(total=len(todo), desc=f"{ds.name} {cfg.protocol}", unit="cell", disable=not progress)
 
     def attempt(cell, wait: bool) -> str | None:
-        """Run `cell` unless it is done; DEFERRED when another process holds it, or a fit of it in
-        the shared fit cache (and wait=False)."""
+        """Run `cell` unless it is done; DEFERRED when another process holds it, or a fit it needs
+        (in the shared fit cache, or a student's teacher), and wait=False."""
         key = _id(ds, cfg, cell)
         if wait:
             bar.set_postfix_str(f"waiting for another process: class {cell[0]} seed {cell[1]} {cell[2].label}")
@@ -288,7 +288,7 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
                 tqdm.write(f"cell failed: class {record['class_name']} seed {record['seed']} "
                            f"{record['method']}: {record['error_type']}: {record['error']}", file=sys.stderr)
 
-        if _claim(store, key, work, wait)[0] == BUSY:  # DONE: another process finished it (or before this run)
+        if claim(store.lock_path(key), lambda: store.is_done(key), work, wait)[0] == BUSY:  # DONE: finished elsewhere
             return DEFERRED
         bar.update(1)
         return None
@@ -301,6 +301,9 @@ def run_benchmark(cfg: BenchConfig, *, dataset: ImageDataset | None = None, prog
     else:
         def on_done(cell, result):
             nonlocal ran
+            if result == DONE_ELSEWHERE:
+                bar.update(1)
+                return
             ran += 1
             if isinstance(result, Exception):  # its worker died, retries times over: file that
                 record = _failure_record(ds, cfg, cell, result, provenance, tb=f"{type(result).__name__}: {result}")
@@ -331,29 +334,25 @@ def _id(ds: ImageDataset, cfg: BenchConfig, cell) -> str:
     return cell_id(ds.name, cfg.protocol, cls, seed, spec.label)
 
 
+DONE_ELSEWHERE = "done elsewhere"  # what a worker returns for a cell another process finished
+
+
 def _cell_task(cell, *, wait: bool, ds, cfg: BenchConfig, experiment: dict, provenance: dict,
                teachers: Path | None):
     """One cell in an executor's worker: claim it (another process may be running it), run and
-    file it. Returns its failure record, or None; DEFERRED when another process holds the cell or
-    a fit it needs from the shared fit cache, and wait=False."""
+    file it. Returns its failure record, or None; DONE_ELSEWHERE when another process had finished
+    it; DEFERRED when another process holds the cell or a fit it needs, and wait=False."""
     import_modules(cfg.imports)
     store = CellStore(cfg.out)
     key = _id(ds, cfg, cell)
-    status, failure = _claim(store, key, lambda: _run_and_file(ds, cfg, cell, store, experiment, provenance,
-                                                               teachers, progress=False), wait)
+    status, failure = claim(store.lock_path(key), lambda: store.is_done(key),
+                            lambda: _run_and_file(ds, cfg, cell, store, experiment, provenance, teachers,
+                                                  progress=False), wait)
     if status == BUSY:
         return DEFERRED
-    return None if status == DONE or failure is None else failure[0]
-
-
-def _claim(store: CellStore, key: str, work, wait: bool) -> tuple[str, object]:
-    """`run_once` on the cell's lock. (BUSY, None) when another process holds the cell, or, with
-    wait=False, a fit it needs from the shared fit cache (not a failure: the cell is run later)."""
-    try:
-        with defer_busy_fits(not wait):
-            return run_once(store.lock_path(key), lambda: store.is_done(key), work, wait=wait)
-    except FitBusy:
-        return BUSY, None
+    if status == DONE:
+        return DONE_ELSEWHERE
+    return None if failure is None else failure[0]
 
 
 def _failure_record(ds, cfg: BenchConfig, cell, exc: BaseException, provenance: dict, tb: str) -> dict:

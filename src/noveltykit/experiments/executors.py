@@ -133,7 +133,10 @@ def busy_last(attempt: Callable[[Any, bool], Any], items: Iterable) -> Iterator[
         else:
             yield item, result
     for item in later:
-        yield item, attempt(item, True)
+        result = attempt(item, True)
+        if deferred(result):
+            raise RuntimeError(f"{item!r} was deferred again when asked to wait")
+        yield item, result
 
 
 def run_each(fn: Callable, items: Iterable, ex: ExecutorConfig, on_done: Callable[[Any, Any], None],
@@ -152,19 +155,21 @@ def run_each(fn: Callable, items: Iterable, ex: ExecutorConfig, on_done: Callabl
         task = ray.remote(num_cpus=ex.cpus_per_cell, num_gpus=ex.gpus_per_cell, max_retries=ex.retries,
                           retry_exceptions=False)(_with_threads(fn, ex.cpus_per_cell))
         refs = {name: ray.put(value) for name, value in shared.items()}
-        pending = {task.remote(item, wait=False, **refs): item for item in items}
+        pending = {task.remote(item, wait=False, **refs): (item, False) for item in items}
         later = []
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                item = pending.pop(ref)
+                item, waited = pending.pop(ref)
                 try:
                     result = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a dead worker or a Ray failure: the caller files it
                     result = exc
-                if deferred(result):
+                if deferred(result) and not waited:
                     later.append(item)
-                else:
-                    on_done(item, result)
+                    continue
+                if deferred(result):
+                    result = RuntimeError(f"{item!r} was deferred again when asked to wait")
+                on_done(item, result)
             if not pending and later:  # nothing else to do: now wait for what the others hold
-                pending, later = {task.remote(item, wait=True, **refs): item for item in later}, []
+                pending, later = {task.remote(item, wait=True, **refs): (item, True) for item in later}, []

@@ -38,9 +38,9 @@ from ..data.images import ImageDataset
 from ..data.protocols import dev_split
 from ..detectors import make
 from ..detectors.context import RunContext
-from ..detectors.fit_cache import FitBusy, defer_busy_fits, fit_cached, fit_key
+from ..detectors.fit_cache import claim, fit_cached, fit_key
 from ..detectors.specs import MethodSpec, parse_value
-from ..fileio import atomic_write_bytes, atomic_write_json, remove_tree_inside, run_once
+from ..fileio import atomic_write_bytes, atomic_write_json, remove_tree_inside
 from . import provenance
 from .bench import resolve_classes
 from .executors import DEFERRED, EXECUTORS, RAY_INSTALL, ExecutorConfig, busy_last, ray_session
@@ -325,16 +325,11 @@ def run_trial(view: TrainOnly, cfg: SweepConfig, point: Point, cls: int, trials_
     A trial is claimed by a lock beside its record, so processes sharing one OUT never fit it twice
     at once: one that finds it claimed waits and reads the other's record (or, `wait=False`,
     returns None at once). The kernel drops a dead process's lock, and the trial then runs here.
-    With `wait=False` a fit that another process is making in the shared fit cache (e.g. a
-    benchmark's cell of the same class and seed) also gives None at once, not a wait."""
+    With `wait=False` a fit that another process is making (in the shared fit cache, e.g. a
+    benchmark's cell of the same class and seed, or a student's teacher) also gives None at once."""
     path, expect = _trial_file(view, cfg, point, cls, trials_dir)
-    try:
-        with defer_busy_fits(not wait):
-            return run_once(path.with_suffix(".lock"), lambda: _read_trial(path, expect),
-                            lambda: _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress),
-                            wait=wait)[1]
-    except FitBusy:
-        return None
+    return claim(path.with_suffix(".lock"), lambda: _read_trial(path, expect),
+                 lambda: _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress), wait)[1]
 
 
 def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> dict:
@@ -374,7 +369,7 @@ def _fit_trial(view, cfg, point, cls, path, expect, split, extra, progress) -> d
     return record
 
 
-def _trial_or_deferred(view, cfg, point, cls, trials_dir, split, progress, wait):
+def _trial_or_deferred(view, cfg, point, cls, trials_dir, *, split=None, progress=False, wait):
     record = run_trial(view, cfg, point, cls, trials_dir, split, progress=progress, wait=wait)
     return DEFERRED if record is None else record
 
@@ -396,9 +391,8 @@ def _run_serial(view: TrainOnly, cfg: SweepConfig, trials_dir: Path, progress: b
         def attempt(item, wait):
             point, cls = item
             bar.set_postfix_str(f"{'waiting for another process: ' if wait else ''}class {cls} {point.label}")
-            # a deferred trial, run last, makes its class's split again
-            return _trial_or_deferred(view, cfg, point, cls, trials_dir, None if wait else split_of(cls),
-                                      progress, wait)
+            return _trial_or_deferred(view, cfg, point, cls, trials_dir, split=split_of(cls), progress=progress,
+                                      wait=wait)
 
         for _ in busy_last(attempt, [(point, cls) for cls in cfg.classes for point in cfg.points]):
             bar.update()
@@ -416,7 +410,7 @@ def _ray_trainable(config, view, cfg, trials_dir):
     point = cfg.points[config["point"]]
 
     def attempt(cls, wait):  # classes another process holds (a trial, or a fit in the fit cache) come last
-        return _trial_or_deferred(view, cfg, point, cls, Path(trials_dir), None, False, wait)
+        return _trial_or_deferred(view, cfg, point, cls, Path(trials_dir), wait=wait)
 
     aurocs = [record["dev_auroc_last"] for _, record in busy_last(attempt, cfg.classes)]
     tune.report({"mean_dev_auroc": sum(aurocs) / len(aurocs)})
