@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 33's remaining CPU runs, in the order docs/finetuned.md gives them, each command as the
+# Issue 33's CPU runs after the ablation chain, in the order docs/finetuned.md gives them, each command as the
 # docs write it. Run two copies at once, one thread each (they share every folder: bench cells
 # and sweep trials are locked), e.g.
 #   OMP_NUM_THREADS=1 benchmarks/finetuned_runs.sh & OMP_NUM_THREADS=1 benchmarks/finetuned_runs.sh &
